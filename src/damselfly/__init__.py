@@ -1,0 +1,8 @@
+"""Damselfly: peer-to-peer distribution of container images, AI models and large files.
+
+One scheduling core (`damselfly.scheduling`) decides who downloads what from whom. It runs
+unchanged in two drivers: a simpy network simulator (`damselfly.sim`) and a real aiohttp
+runtime (`damselfly.runtime`). See the README for the architecture.
+"""
+
+__version__ = "0.1.0"

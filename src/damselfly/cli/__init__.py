@@ -1,0 +1,81 @@
+"""The `damselfly` command line: one thin group whose subcommands live in their own modules.
+
+Each subcommand is a click command in a module of this package (``damselfly.cli.sim``,
+``damselfly.cli.runtime``, ...). The group imports a module only when its command runs, so
+``damselfly --help`` stays fast and a command whose layer is not installed does not break the
+others. Commands parse, call the library and print; they hold no logic of their own.
+
+Errors: every command turns the project's exceptions into one line on stderr and a non-zero
+exit (2 for bad input, 1 for a failed operation). A traceback reaching a user is a bug.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from typing import Any
+
+import click
+
+from damselfly import __version__
+
+# name -> (module, attribute, one-line help). The help is repeated here so that
+# `damselfly --help` lists every command without importing its module.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "sim": ("damselfly.cli.sim", "sim", "Simulate a distribution on a network and summarise it."),
+    "scenarios": ("damselfly.cli.scenarios", "scenarios", "List and show the built-in scenarios."),
+    "sweep": ("damselfly.cli.scenarios", "sweep", "Run every cell of a scenario's grid."),
+    "report": ("damselfly.cli.reports", "report", "Write an HTML and Markdown report of results."),
+    "plan": ("damselfly.cli.reports", "plan", "Find the smallest knob value that meets a target."),
+    "compare": ("damselfly.cli.reports", "compare", "Compare evaluators on the same seeds."),
+    "scheduler": ("damselfly.cli.runtime", "scheduler", "Run the scheduler service."),
+    "daemon": ("damselfly.cli.runtime", "daemon", "Run the peer daemon on this node."),
+    "get": ("damselfly.cli.runtime", "get", "Download a URL through the peer-to-peer network."),
+    "cluster": ("damselfly.cli.runtime", "cluster", "Start or stop a local cluster on loopback."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose commands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(name for name in COMMANDS if self._available(name))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS or not self._available(cmd_name):
+            return None
+        module_name, attribute, _ = COMMANDS[cmd_name]
+        command = getattr(importlib.import_module(module_name), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    @staticmethod
+    def _available(name: str) -> bool:
+        module_name = COMMANDS[name][0]
+        return importlib.util.find_spec(module_name) is not None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="damselfly")
+def cli() -> None:
+    """Damselfly: peer-to-peer distribution of images, models and large files.
+
+    Simulate a rollout before you run it (`damselfly sim`), or run the real thing
+    (`damselfly scheduler`, `damselfly daemon`, `damselfly get`).
+    """
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point of the `damselfly` console script."""
+    return cli.main(args=argv, prog_name="damselfly")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

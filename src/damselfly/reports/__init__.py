@@ -1,0 +1,1 @@
+"""Reports: figures, HTML and Markdown summaries, capacity plans and comparisons from results."""

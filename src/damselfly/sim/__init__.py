@@ -1,0 +1,1 @@
+"""The simpy network simulator: simulated hosts driven by the shared scheduling core."""
