@@ -1,0 +1,248 @@
+"""The flow network on cases whose answer is known by hand."""
+
+from __future__ import annotations
+
+import random
+
+import networkx as nx
+import pytest
+import simpy
+
+from damselfly.sim.network import Flow, FlowNetwork, FlowState, network_from_graph
+
+MODES = ["local", "component"]
+
+
+def make_network(mode: str, hosts: list[tuple[float, float]], links: dict[str, float]):
+    """Hosts h0..hn with (upload, download); named links; paths set by the caller."""
+    env = simpy.Environment()
+    net = FlowNetwork(env, rerate=mode)
+    for i, (up, down) in enumerate(hosts):
+        net.add_host(f"h{i}", up, down)
+    link_ids = {name: net.add_link(name, cap) for name, cap in links.items()}
+    return env, net, link_ids
+
+
+def routes(net: FlowNetwork, table: dict[tuple[int, int], tuple[tuple[int, ...], float]]):
+    net.set_path_function(lambda s, d: table.get((s, d), ((), 0.0)))
+
+
+def rates_at(env: simpy.Environment, t: float, flows: list[Flow]) -> list[float]:
+    env.run(until=t)
+    return [f.rate for f in flows]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_one_flow_gets_the_smallest_capacity(mode: str) -> None:
+    env, net, links = make_network(mode, [(100.0, 1e9), (1e9, 40.0)], {"L": 70.0})
+    routes(net, {(0, 1): ((links["L"],), 0.25)})
+    done: list[tuple[int, float]] = []
+    flow = net.start(0, 1, 400, on_done=lambda f: done.append((f.flow_id, env.now)))
+    assert rates_at(env, 0.1, [flow]) == [0.0]  # the first byte has not arrived
+    assert rates_at(env, 1.0, [flow]) == [40.0]
+    env.run()
+    assert done == [(flow.flow_id, pytest.approx(0.25 + 400 / 40.0, rel=1e-12))]
+    assert flow.state == FlowState.DONE
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_two_flows_share_a_bottleneck_equally(mode: str) -> None:
+    env, net, _ = make_network(mode, [(1e3, 1e3), (1e3, 1e3), (1e3, 100.0)], {})
+    a = net.start(0, 2, 1e4)
+    b = net.start(1, 2, 1e4)
+    assert rates_at(env, 1.0, [a, b]) == [50.0, 50.0]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_three_flows_max_min_by_hand(mode: str) -> None:
+    # f1 crosses L1; f2 crosses L1 and L2; f3 crosses L2. L1 = 10, L2 = 4.
+    # L2 binds first at 2 each (f2, f3); f1 takes what L1 has left: 10 - 2 = 8.
+    env, net, links = make_network(mode, [(1e3, 1e3)] * 6, {"L1": 10.0, "L2": 4.0})
+    l1, l2 = links["L1"], links["L2"]
+    routes(net, {(0, 1): ((l1,), 0.0), (2, 3): ((l1, l2), 0.0), (4, 5): ((l2,), 0.0)})
+    flows = [net.start(0, 1, 1e6), net.start(2, 3, 1e6), net.start(4, 5, 1e6)]
+    assert rates_at(env, 1.0, flows) == pytest.approx([8.0, 2.0, 2.0])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_flow_limited_elsewhere_leaves_the_rest(mode: str) -> None:
+    env, net, links = make_network(mode, [(3.0, 1e3), (1e3, 1e3), (1e3, 1e3)], {"L": 10.0})
+    routes(net, {(0, 2): ((links["L"],), 0.0), (1, 2): ((links["L"],), 0.0)})
+    slow = net.start(0, 2, 1e6)
+    other = net.start(1, 2, 1e6)
+    assert rates_at(env, 1.0, [slow, other]) == pytest.approx([3.0, 7.0])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_completion_times_exact_for_piecewise_constant_rates(mode: str) -> None:
+    # f1 (100 B) alone at 10 B/s for 5 s; f2 (20 B) joins: both at 5 B/s, f2 ends at 9;
+    # f1 then has 100 - 50 - 20 = 30 B left at 10 B/s: it ends at 12.
+    env, net, _ = make_network(mode, [(10.0, 1e3), (1e3, 1e3), (1e3, 1e3)], {})
+    log: list[tuple[str, float]] = []
+    net.start(0, 1, 100, on_done=lambda f: log.append(("f1", env.now)))
+
+    def later(env: simpy.Environment):
+        yield env.timeout(5.0)
+        net.start(0, 2, 20, on_done=lambda f: log.append(("f2", env.now)))
+
+    env.process(later(env))
+    env.run()
+    assert [name for name, _ in log] == ["f2", "f1"]
+    assert [t for _, t in log] == pytest.approx([9.0, 12.0], rel=1e-12)
+    assert net.bytes_sent[0] == pytest.approx(120.0)
+    assert net.bytes_received[1] + net.bytes_received[2] == pytest.approx(120.0)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_cancel_counts_partial_bytes_and_frees_capacity(mode: str) -> None:
+    env, net, _ = make_network(mode, [(10.0, 1e3), (1e3, 1e3), (1e3, 1e3)], {})
+    ends: list[float] = []
+    a = net.start(0, 1, 100)
+    b = net.start(0, 2, 100, on_done=lambda f: ends.append(env.now))
+    env.run(until=4.0)  # both at 5 B/s: 20 B each
+    assert net.cancel(a) == pytest.approx(20.0)
+    env.run(until=5.0)
+    assert b.rate == 10.0
+    env.run()
+    assert b.state == FlowState.DONE
+    assert ends == [pytest.approx(4.0 + 80 / 10.0)]  # (stale timers may run env.now on)
+    assert sum(net.bytes_sent) == pytest.approx(sum(net.bytes_received))
+    assert sum(net.bytes_sent) == pytest.approx(120.0)
+
+
+def check_feasible(net: FlowNetwork) -> None:
+    for c, flows in enumerate(net.flows_on):
+        total = sum(f.rate for f in flows.values())
+        assert total <= net.capacity[c] * (1 + 1e-9) + 1e-9
+        assert total == pytest.approx(net.used[c], rel=1e-9, abs=1e-6)
+
+
+def check_max_min(net: FlowNetwork, flows: list[Flow]) -> None:
+    """Every active flow has a bottleneck: a saturated constraint where it is the fastest."""
+    for flow in flows:
+        if flow.state != FlowState.ACTIVE:
+            continue
+        has_bottleneck = False
+        for c in flow.constraints:
+            saturated = net.used[c] >= net.capacity[c] * (1 - 1e-9)
+            fastest = all(o.rate <= flow.rate * (1 + 1e-9) for o in net.flows_on[c].values())
+            has_bottleneck |= saturated and fastest
+        assert has_bottleneck, flow
+
+
+def random_swarm(mode: str, seed: int, n_hosts: int = 12, n_flows: int = 60):
+    rng = random.Random(seed)
+    env = simpy.Environment()
+    net = FlowNetwork(env, rerate=mode)
+    for i in range(n_hosts):
+        net.add_host(f"h{i}", rng.uniform(1.0, 10.0), rng.uniform(1.0, 10.0))
+    trunk = net.add_link("trunk", 12.0)
+    routes(
+        net,
+        {
+            (s, d): ((trunk,) if (s < 6) != (d < 6) else (), 0.0)
+            for s in range(n_hosts)
+            for d in range(n_hosts)
+        },
+    )
+    flows: list[Flow] = []
+
+    def arrivals(env: simpy.Environment):
+        for _ in range(n_flows):
+            yield env.timeout(rng.expovariate(4.0))
+            src, dst = rng.sample(range(n_hosts), 2)
+            flows.append(net.start(src, dst, rng.uniform(1.0, 20.0)))
+
+    env.process(arrivals(env))
+    return env, net, flows
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_swarms_stay_feasible_and_conserve_bytes(mode: str, seed: int) -> None:
+    env, net, flows = random_swarm(mode, seed)
+    for t in range(1, 40):
+        env.run(until=t * 0.5)
+        check_feasible(net)
+        if mode == "component":
+            check_max_min(net, flows)
+    env.run()
+    assert all(f.state == FlowState.DONE for f in flows)
+    assert sum(net.bytes_sent) == pytest.approx(sum(f.size for f in flows))
+    assert sum(net.bytes_received) == pytest.approx(sum(net.bytes_sent))
+
+
+def test_local_mode_stays_close_to_exact_max_min() -> None:
+    """The local re-rate's makespan against the exact one on random swarms (within 15%)."""
+    for seed in (4, 5, 6):
+        ends = {}
+        for mode in MODES:
+            env, _, _ = random_swarm(mode, seed, n_flows=80)
+            env.run()
+            ends[mode] = env.now
+        assert ends["local"] == pytest.approx(ends["component"], rel=0.15)
+
+
+def test_quantum_batches_rerates_and_stays_feasible() -> None:
+    env = simpy.Environment()
+    net = FlowNetwork(env, quantum=0.5)
+    for i in range(3):
+        net.add_host(f"h{i}", 10.0, 10.0)
+    a = net.start(0, 1, 100)
+    env.run(until=0.1)
+    assert a.rate == 10.0  # the first re-rate happens at once
+    b = net.start(2, 1, 100)
+    env.run(until=0.3)
+    assert b.rate == 0.0  # waits for the next re-rate, at 0.5
+    env.run(until=0.6)
+    assert (a.rate, b.rate) == (5.0, 5.0)
+    check_feasible(net)
+
+
+def flat_graph(n: int, nic: float, origin_rate: float, latency: float) -> nx.Graph:
+    g = nx.Graph()
+    g.add_node("switch", role="switch")
+    g.add_node("origin", role="origin", upload_rate=origin_rate)
+    g.add_edge("origin", "switch", capacity=origin_rate, latency=latency)
+    for i in range(n):
+        g.add_node(
+            f"host-{i}",
+            role="host",
+            kind="normal",
+            idc="a",
+            location="a|r1",
+            upload_rate=nic,
+            download_rate=nic,
+        )
+        g.add_edge(f"host-{i}", "switch", capacity=nic, latency=latency)
+    return g
+
+
+def test_flat_graph_prunes_every_access_link() -> None:
+    env = simpy.Environment()
+    net = network_from_graph(env, flat_graph(3, 100.0, 1000.0, 0.001))
+    assert len(net.capacity) == 2 * 4
+    origin = net.host_index["origin"]
+    links, latency = net.path(origin, net.host_index["host-2"])
+    assert links == () and latency == pytest.approx(0.002)
+
+
+def test_tree_graph_keeps_a_binding_uplink() -> None:
+    g = nx.Graph()
+    for name in ("core", "rack1", "rack2"):
+        g.add_node(name, role="switch")
+    g.add_edge("core", "rack1", capacity=50.0, latency=0.01)
+    g.add_edge("core", "rack2", capacity=50.0, latency=0.01)
+    for i, rack in enumerate(["rack1", "rack1", "rack2"]):
+        g.add_node(f"h{i}", role="host", upload_rate=100.0, download_rate=100.0)
+        g.add_edge(f"h{i}", rack, capacity=100.0, latency=0.001)
+    env = simpy.Environment()
+    net = network_from_graph(env, g)
+    h = net.host_index
+    links, latency = net.path(h["h0"], h["h2"])
+    assert [net.constraint_name[c] for c in links] == ["rack1->core", "core->rack2"]
+    assert latency == pytest.approx(0.022)
+    assert net.path(h["h0"], h["h1"]) == ((), pytest.approx(0.002))
+    flow = net.start(h["h0"], h["h2"], 1000)
+    env.run(until=1.0)
+    assert flow.rate == 50.0
