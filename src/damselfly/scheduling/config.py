@@ -1,0 +1,62 @@
+"""The scheduler's knobs, with Dragonfly's defaults.
+
+Every default here is Dragonfly's own (scheduler/config), so that the ``default`` evaluator
+with a default config is a fair baseline for research comparisons.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from damselfly.scheduling.errors import InvalidValueError
+
+__all__ = ["SchedulerConfig"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SchedulerConfig:
+    """How the scheduler samples, ranks, retries and forgets.
+
+    - ``filter_parent_limit``: candidates sampled at random from a task's servable peers.
+    - ``candidate_parent_limit``: parents kept after ranking.
+    - ``retry_limit``: scheduling attempts before a peer fails.
+    - ``retry_back_to_source_limit``: attempts after which a peer goes back to the source.
+    - ``retry_interval``: seconds between attempts.
+    - ``back_to_source_limit``: peers of one task ever sent back to the source (Dragonfly
+      counts every peer it sent back over the task's life).
+    - ``enable_peer_to_peer``: False sends every peer to the source (a baseline to compare).
+    - ``peer_idle_timeout``: a downloading peer with no report for this long is evicted.
+    - ``peer_ttl``: a finished (succeeded or failed) peer is forgotten after this long.
+    - ``host_ttl``: a host that has not announced itself for this long is evicted.
+    - ``task_ttl``: a task without peers is forgotten after this long.
+    - ``gc_interval``: seconds between garbage collections.
+    - ``seed_ring_replicas``: virtual nodes per seed host on the consistent hash ring.
+    """
+
+    filter_parent_limit: int = 15
+    candidate_parent_limit: int = 3
+    retry_limit: int = 5
+    retry_back_to_source_limit: int = 4
+    retry_interval: float = 0.5
+    back_to_source_limit: int = 200
+    enable_peer_to_peer: bool = True
+    peer_idle_timeout: float = 30 * 60.0
+    peer_ttl: float = 24 * 3600.0
+    host_ttl: float = 10 * 60.0
+    task_ttl: float = 10 * 60.0
+    gc_interval: float = 60.0
+    seed_ring_replicas: int = 100
+
+    def __post_init__(self) -> None:
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, bool):
+                continue
+            if value < 0:
+                raise InvalidValueError(f"scheduler config {item.name} must be >= 0, got {value}")
+        if self.candidate_parent_limit < 1 or self.filter_parent_limit < 1:
+            raise InvalidValueError("parent limits must be >= 1")
+        if self.retry_interval <= 0 or self.gc_interval <= 0:
+            raise InvalidValueError("retry_interval and gc_interval must be > 0")
+        if self.seed_ring_replicas < 1:
+            raise InvalidValueError("seed_ring_replicas must be >= 1")

@@ -1,0 +1,284 @@
+"""Evaluators rank candidate parents for a child peer. Each is one class, found by name.
+
+The scheduler samples candidates, filters out the ones that may not be parents, and hands
+the rest to an evaluator's :meth:`Evaluator.rank`; it keeps the first few. A research idea
+is one subclass with a ``name`` and a :meth:`Evaluator.score`, decorated with
+:func:`register_evaluator`; ``damselfly compare`` and scenario files find it by that name.
+
+Built in:
+
+- ``default``: Dragonfly's current score (see :class:`DefaultEvaluator`).
+- ``random``: a uniformly random order (the floor any idea must beat).
+- ``bandwidth``: the largest estimated free upload rate first.
+- ``topology``: the nearest parent first, by a distance function the driver injects
+  (hops or latency between hosts); ties go to the less loaded parent.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from random import Random
+from typing import Any, ClassVar, TypeVar
+
+from damselfly.scheduling.errors import InvalidValueError, UnknownEvaluatorError
+from damselfly.scheduling.model import Peer
+from damselfly.scheduling.states import HostKind
+
+__all__ = [
+    "BandwidthEvaluator",
+    "DefaultEvaluator",
+    "Evaluator",
+    "RandomEvaluator",
+    "TopologyEvaluator",
+    "evaluator_names",
+    "make_evaluator",
+    "register_evaluator",
+]
+
+HostDistance = Callable[[str, str], float]
+
+# Dragonfly's bad-parent rule: with few samples, a last piece 20x slower than the mean of
+# the others is an outlier; with 30 or more, anything beyond mean + 3 standard deviations.
+MIN_COST_SAMPLES = 2
+NORMAL_DISTRIBUTION_SAMPLES = 30
+OUTLIER_FACTOR = 20.0
+
+
+class Evaluator(ABC):
+    """Ranks candidate parents; subclasses set ``name`` and implement :meth:`score`."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def score(self, parent: Peer, child: Peer, now: float) -> float:
+        """Higher is better. ``now`` lets load estimates decay."""
+
+    def rank(self, candidates: list[Peer], child: Peer, now: float, rng: Random) -> list[Peer]:
+        """Candidates best first. Ties keep the (random) sampling order."""
+        scored = [
+            (self.score(parent, child, now), index) for index, parent in enumerate(candidates)
+        ]
+        scored.sort(key=lambda item: (-item[0], item[1]))
+        return [candidates[index] for _, index in scored]
+
+    def is_bad_parent(self, parent: Peer) -> bool:
+        """Whether ``parent``'s latest piece was an outlier in its own download costs."""
+        costs = parent.piece_costs
+        samples = len(costs)
+        if samples < MIN_COST_SAMPLES:
+            return False
+        last = costs[-1]
+        previous = samples - 1
+        mean = (sum(costs) - last) / previous
+        if samples < NORMAL_DISTRIBUTION_SAMPLES:
+            return last > mean * OUTLIER_FACTOR
+        variance = sum((cost - mean) ** 2 for cost in costs) / samples
+        return last > mean + 3.0 * math.sqrt(variance)
+
+
+_E = TypeVar("_E", bound=type[Evaluator])
+_REGISTRY: dict[str, type[Evaluator]] = {}
+
+
+def register_evaluator(cls: _E) -> _E:
+    """Class decorator: make ``cls`` available under ``cls.name``."""
+    name = getattr(cls, "name", "")
+    if not name:
+        raise InvalidValueError(f"{cls.__name__} needs a class attribute 'name'")
+    _REGISTRY[name] = cls
+    return cls
+
+
+def evaluator_names() -> list[str]:
+    """Names of every registered evaluator, sorted."""
+    return sorted(_REGISTRY)
+
+
+def make_evaluator(name: str, **params: Any) -> Evaluator:
+    """A new evaluator by name; ``params`` go to its constructor.
+
+    Raises UnknownEvaluatorError for an unknown name, InvalidValueError for bad params.
+    """
+    try:
+        cls = _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(evaluator_names())
+        raise UnknownEvaluatorError(f"unknown evaluator {name!r} (known: {known})") from None
+    try:
+        return cls(**params)
+    except TypeError as error:
+        raise InvalidValueError(f"evaluator {name!r}: {error}") from None
+
+
+# -- Dragonfly's default -------------------------------------------------------------------
+
+LOAD_QUALITY_WEIGHT = 0.6
+IDC_AFFINITY_WEIGHT = 0.2
+LOCATION_AFFINITY_WEIGHT = 0.1
+HOST_TYPE_WEIGHT = 0.1
+
+PEAK_BANDWIDTH_USAGE_WEIGHT = 0.5
+BANDWIDTH_DURATION_WEIGHT = 0.3
+CONCURRENCY_WEIGHT = 0.2
+
+BANDWIDTH_DURATION_WINDOW = 60.0
+CONCURRENCY_PIECE_LENGTH = 16 * 1024 * 1024
+MAX_LOCATION_ELEMENTS = 5
+SEED_HOST_TYPE_SCORE = 1.0
+NORMAL_HOST_TYPE_SCORE = 0.5
+
+
+def idc_affinity(parent_idc: str, child_idc: str) -> float:
+    """1 when both hosts name the same IDC (case-insensitively), else 0."""
+    if not parent_idc or not child_idc:
+        return 0.0
+    return 1.0 if parent_idc.lower() == child_idc.lower() else 0.0
+
+
+def location_affinity(parent_location: str, child_location: str) -> float:
+    """Matching leading elements of two "a|b|c" locations, over 5 (1 when equal)."""
+    if not parent_location or not child_location:
+        return 0.0
+    if parent_location.lower() == child_location.lower():
+        return 1.0
+    matches = 0
+    for mine, theirs in zip(
+        parent_location.lower().split("|")[:MAX_LOCATION_ELEMENTS],
+        child_location.lower().split("|")[:MAX_LOCATION_ELEMENTS],
+        strict=False,
+    ):
+        if mine != theirs:
+            break
+        matches += 1
+    return matches / MAX_LOCATION_ELEMENTS
+
+
+def load_quality(parent: Peer, now: float) -> float:
+    """Dragonfly's load quality of ``parent``'s host, in 0..1 (higher is less loaded).
+
+    ``0.5 * peak + 0.3 * duration + 0.2 * concurrency`` where
+
+    - peak = ``max(0, 1 - tx_rate / upload_rate)``, tx_rate estimated from recent uploads;
+    - duration = ``max(0, 1 - uploaded_last_60s / (upload_rate * 60))``;
+    - concurrency = 1 while the host serves no more children than
+      ``upload_rate / 16 MiB`` (the pieces that saturate it), else that number over its
+      children. Dragonfly counts concurrent piece uploads; the core counts child edges,
+      which is what it knows without the daemon's help.
+    """
+    host = parent.host
+    capacity = host.upload_rate
+    if capacity <= 0:
+        return 0.0
+    peak = max(0.0, 1.0 - host.estimated_upload_rate(now) / capacity)
+    duration = max(
+        0.0, 1.0 - host.recent_upload_bytes(now) / (capacity * BANDWIDTH_DURATION_WINDOW)
+    )
+    needed = capacity / CONCURRENCY_PIECE_LENGTH
+    edges = host.upload_edges
+    if needed <= 1.0:
+        concurrency = 0.0
+    elif edges <= needed:
+        concurrency = 1.0
+    else:
+        concurrency = needed / edges
+    return (
+        PEAK_BANDWIDTH_USAGE_WEIGHT * peak
+        + BANDWIDTH_DURATION_WEIGHT * duration
+        + CONCURRENCY_WEIGHT * concurrency
+    )
+
+
+@register_evaluator
+class DefaultEvaluator(Evaluator):
+    """Dragonfly's default score, in 0..1::
+
+        score = 0.6 * load_quality + 0.2 * idc_affinity
+              + 0.1 * location_affinity + 0.1 * host_type
+
+    with host_type 1 for a seed and 0.5 for a normal host (seeds are preferred while a task
+    is young, which is when they are candidates at all). See :func:`load_quality`.
+    """
+
+    name = "default"
+
+    def score(self, parent: Peer, child: Peer, now: float) -> float:
+        parent_host = parent.host
+        child_host = child.host
+        host_type = (
+            SEED_HOST_TYPE_SCORE if parent_host.kind is HostKind.SEED else NORMAL_HOST_TYPE_SCORE
+        )
+        return (
+            LOAD_QUALITY_WEIGHT * load_quality(parent, now)
+            + IDC_AFFINITY_WEIGHT * idc_affinity(parent_host.idc, child_host.idc)
+            + LOCATION_AFFINITY_WEIGHT
+            * location_affinity(parent_host.location, child_host.location)
+            + HOST_TYPE_WEIGHT * host_type
+        )
+
+
+@register_evaluator
+class RandomEvaluator(Evaluator):
+    """A uniformly random order, drawn from the scheduler's seeded generator."""
+
+    name = "random"
+
+    def score(self, parent: Peer, child: Peer, now: float) -> float:
+        return 0.0
+
+    def rank(self, candidates: list[Peer], child: Peer, now: float, rng: Random) -> list[Peer]:
+        ranked = list(candidates)
+        rng.shuffle(ranked)
+        return ranked
+
+
+def free_upload_rate(parent: Peer, now: float) -> float:
+    """Bytes/s a new child could expect from ``parent``'s host.
+
+    The smaller of what is left of its capacity (capacity minus the recent upload rate) and
+    a fair share among its children plus the newcomer.
+    """
+    host = parent.host
+    left = max(0.0, host.upload_rate - host.estimated_upload_rate(now))
+    return min(left, host.upload_rate / (host.upload_edges + 1))
+
+
+@register_evaluator
+class BandwidthEvaluator(Evaluator):
+    """The largest estimated free upload rate first (see :func:`free_upload_rate`)."""
+
+    name = "bandwidth"
+
+    def score(self, parent: Peer, child: Peer, now: float) -> float:
+        return free_upload_rate(parent, now)
+
+
+@register_evaluator
+class TopologyEvaluator(Evaluator):
+    """The nearest parent first: ``score = -distance(parent host, child host)``.
+
+    ``distance`` is injected by the driver (the simulator passes hop counts or latency from
+    its topology; the runtime may pass measured round-trip times). Equal distances go to
+    the parent with the larger free upload rate.
+    """
+
+    name = "topology"
+
+    def __init__(self, distance: HostDistance | None = None) -> None:
+        if distance is None:
+            raise InvalidValueError(
+                "the topology evaluator needs a distance function (host id, host id) -> float"
+            )
+        self.distance = distance
+
+    def score(self, parent: Peer, child: Peer, now: float) -> float:
+        return -self.distance(parent.host.id, child.host.id)
+
+    def rank(self, candidates: list[Peer], child: Peer, now: float, rng: Random) -> list[Peer]:
+        keyed = [
+            (self.distance(parent.host.id, child.host.id), -free_upload_rate(parent, now), index)
+            for index, parent in enumerate(candidates)
+        ]
+        keyed.sort()
+        return [candidates[index] for _, _, index in keyed]

@@ -1,0 +1,296 @@
+"""The peer side of scheduling: which piece to ask for next, and from which parent.
+
+A :class:`PiecePlanner` belongs to one downloading peer. Given the pieces the peer holds
+and its parents' bitfields, :meth:`PiecePlanner.plan` returns the next requests, keeping at
+most ``max_in_flight`` (8, Dragonfly's default) pieces in flight in all and
+``max_per_parent`` per parent. The simulator and the runtime daemon both call it, so a
+simulated peer picks pieces exactly as a real one does.
+
+Policies:
+
+- ``rarest-first`` (default): among the pieces a free parent has, those held by the fewest
+  parents first; equally rare pieces are picked at random. Rare pieces spread first, so
+  parents stay useful to each other.
+- ``sequential``: lowest index first, for readers that stream the content in order.
+- ``random``: any wanted piece.
+
+The parent for a piece is the least busy parent that has it (ties at random) and has not
+failed that piece before. Endgame: when every missing piece is already in flight and at
+most ``endgame_pieces`` are missing, each is also asked of a second parent; the first copy
+to arrive wins and :meth:`PiecePlanner.completed` returns the duplicates to cancel.
+
+Bitfields are Python ints (see :mod:`damselfly.scheduling.bitfield`), so one plan costs a
+few big-int operations per parent rather than a loop over pieces.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from random import Random
+
+from damselfly.scheduling.bitfield import Bitfield, lowest_set_bit, next_set_bit
+from damselfly.scheduling.errors import InvalidValueError, PieceOutOfRangeError
+
+__all__ = ["PiecePlanner", "PiecePolicy", "PieceRequest", "PlannerConfig"]
+
+
+class PiecePolicy(enum.Enum):
+    RAREST_FIRST = "rarest-first"
+    SEQUENTIAL = "sequential"
+    RANDOM = "random"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PlannerConfig:
+    """How many pieces a peer keeps in flight, and in what order it asks for them."""
+
+    policy: PiecePolicy = PiecePolicy.RAREST_FIRST
+    max_in_flight: int = 8
+    max_per_parent: int = 4
+    endgame_pieces: int = 8
+
+    def __post_init__(self) -> None:
+        if self.max_in_flight < 1 or self.max_per_parent < 1:
+            raise InvalidValueError("max_in_flight and max_per_parent must be >= 1")
+        if self.endgame_pieces < 0:
+            raise InvalidValueError("endgame_pieces must be >= 0")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PieceRequest:
+    """Ask ``parent_id`` for ``piece``."""
+
+    piece: int
+    parent_id: str
+
+
+class PiecePlanner:
+    """Chooses (piece, parent) requests for one peer; see the module docstring.
+
+    The planner tracks what is in flight; the caller tells it how each request ended with
+    :meth:`completed`, :meth:`failed` or :meth:`cancelled`. The caller owns the bitfields.
+    """
+
+    __slots__ = (
+        "_failed",
+        "_in_flight",
+        "_in_flight_bits",
+        "_per_parent",
+        "config",
+        "piece_count",
+        "rng",
+    )
+
+    def __init__(
+        self, piece_count: int, config: PlannerConfig | None = None, *, rng: Random | None = None
+    ) -> None:
+        if piece_count < 0:
+            raise InvalidValueError(f"piece count must be >= 0, got {piece_count}")
+        self.piece_count = piece_count
+        self.config = config or PlannerConfig()
+        self.rng = rng if rng is not None else Random(0)
+        self._in_flight: dict[int, list[str]] = {}
+        self._in_flight_bits = 0
+        self._per_parent: dict[str, int] = {}
+        self._failed: dict[int, set[str]] = {}
+
+    # -- what is in flight ------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        """Requests in flight, duplicates included."""
+        return sum(self._per_parent.values())
+
+    def requests_in_flight(self) -> list[PieceRequest]:
+        return [
+            PieceRequest(piece=piece, parent_id=parent_id)
+            for piece, parent_ids in self._in_flight.items()
+            for parent_id in parent_ids
+        ]
+
+    def in_flight_from(self, parent_id: str) -> int:
+        return self._per_parent.get(parent_id, 0)
+
+    # -- planning ---------------------------------------------------------------------
+
+    def plan(self, have: Bitfield, parents: Mapping[str, Bitfield]) -> list[PieceRequest]:
+        """The next requests, given the pieces held and each parent's bitfield.
+
+        Returns an empty list when the peer is at its in-flight limit or no free parent has
+        a piece it lacks. Raises InvalidValueError when a bitfield has the wrong size.
+        """
+        size = self.piece_count
+        if have.size != size:
+            raise InvalidValueError(f"bitfield of {have.size} pieces for a task of {size}")
+        config = self.config
+        slots = config.max_in_flight - self.in_flight
+        if slots <= 0 or not parents:
+            return []
+        all_bits = (1 << size) - 1
+        missing = ~have.bits & all_bits
+        if not missing:
+            return []
+        per_parent = self._per_parent
+        cap = config.max_per_parent
+        holders: list[tuple[str, int]] = []
+        for parent_id, field in parents.items():
+            if field.size != size:
+                raise InvalidValueError(
+                    f"parent {parent_id!r} has a bitfield of {field.size} pieces"
+                )
+            if field.bits & missing:
+                holders.append((parent_id, field.bits))
+        if not holders:
+            return []
+        rarity = self._rarity_levels(holders) if config.policy is PiecePolicy.RAREST_FIRST else []
+        free = [(pid, bits) for pid, bits in holders if per_parent.get(pid, 0) < cap]
+        requests: list[PieceRequest] = []
+        skipped = 0
+        while slots > 0 and free:
+            available = 0
+            for _, bits in free:
+                available |= bits
+            wanted = available & missing & ~self._in_flight_bits & ~skipped
+            if not wanted:
+                break
+            piece = self._choose_piece(wanted, rarity)
+            chosen = self._choose_parent(piece, free)
+            if chosen is None:
+                skipped |= 1 << piece
+                continue
+            self._start(piece, chosen)
+            requests.append(PieceRequest(piece=piece, parent_id=chosen))
+            slots -= 1
+            if per_parent[chosen] >= cap:
+                free = [(pid, bits) for pid, bits in free if pid != chosen]
+        if slots > 0 and free:
+            requests.extend(self._endgame(missing, free, slots))
+        return requests
+
+    def stalled(self, have: Bitfield, parents: Mapping[str, Bitfield]) -> bool:
+        """True when nothing is in flight and no parent has a piece the peer lacks: the
+        peer should ask the scheduler for other parents."""
+        if self._per_parent:
+            return False
+        missing = ~have.bits & ((1 << self.piece_count) - 1)
+        return not any(field.bits & missing for field in parents.values())
+
+    @staticmethod
+    def _rarity_levels(holders: list[tuple[str, int]]) -> list[int]:
+        """``levels[c]`` = pieces held by at least ``c + 1`` parents (bit-sliced counting)."""
+        levels: list[int] = []
+        for _, bits in holders:
+            carry = bits
+            for level, held in enumerate(levels):
+                levels[level] = held | carry
+                carry &= held
+                if not carry:
+                    break
+            else:
+                if carry:
+                    levels.append(carry)
+        return levels
+
+    def _choose_piece(self, wanted: int, rarity: list[int]) -> int:
+        policy = self.config.policy
+        if policy is PiecePolicy.SEQUENTIAL:
+            return lowest_set_bit(wanted)
+        if policy is PiecePolicy.RAREST_FIRST:
+            for level in range(len(rarity)):
+                above = rarity[level + 1] if level + 1 < len(rarity) else 0
+                rarest = wanted & rarity[level] & ~above
+                if rarest:
+                    wanted = rarest
+                    break
+        return next_set_bit(wanted, self.rng.randrange(self.piece_count))
+
+    def _choose_parent(self, piece: int, free: list[tuple[str, int]]) -> str | None:
+        failed = self._failed.get(piece, ())
+        asked = self._in_flight.get(piece, ())
+        per_parent = self._per_parent
+        best: str | None = None
+        best_key = (0, 0.0)
+        for parent_id, bits in free:
+            if not (bits >> piece) & 1 or parent_id in failed or parent_id in asked:
+                continue
+            key = (per_parent.get(parent_id, 0), self.rng.random())
+            if best is None or key < best_key:
+                best, best_key = parent_id, key
+        return best
+
+    def _endgame(self, missing: int, free: list[tuple[str, int]], slots: int) -> list[PieceRequest]:
+        if missing.bit_count() > self.config.endgame_pieces:
+            return []
+        requests: list[PieceRequest] = []
+        for piece, asked in list(self._in_flight.items()):
+            if slots <= 0:
+                break
+            if len(asked) != 1:
+                continue
+            parent_id = self._choose_parent(piece, free)
+            if parent_id is None:
+                continue
+            self._start(piece, parent_id)
+            requests.append(PieceRequest(piece=piece, parent_id=parent_id))
+            slots -= 1
+            if self._per_parent[parent_id] >= self.config.max_per_parent:
+                free = [(pid, bits) for pid, bits in free if pid != parent_id]
+        return requests
+
+    # -- outcomes ---------------------------------------------------------------------
+
+    def _start(self, piece: int, parent_id: str) -> None:
+        self._in_flight.setdefault(piece, []).append(parent_id)
+        self._in_flight_bits |= 1 << piece
+        self._per_parent[parent_id] = self._per_parent.get(parent_id, 0) + 1
+
+    def _finish(self, piece: int, parent_id: str) -> bool:
+        asked = self._in_flight.get(piece)
+        if asked is None or parent_id not in asked:
+            return False
+        asked.remove(parent_id)
+        count = self._per_parent[parent_id] - 1
+        if count:
+            self._per_parent[parent_id] = count
+        else:
+            del self._per_parent[parent_id]
+        if not asked:
+            del self._in_flight[piece]
+            self._in_flight_bits &= ~(1 << piece)
+        return True
+
+    def _check(self, piece: int) -> None:
+        if not 0 <= piece < self.piece_count:
+            raise PieceOutOfRangeError(f"piece {piece} is outside 0..{self.piece_count - 1}")
+
+    def completed(self, piece: int, parent_id: str) -> list[PieceRequest]:
+        """``piece`` arrived from ``parent_id``; returns the duplicate requests to cancel."""
+        self._check(piece)
+        self._finish(piece, parent_id)
+        self._failed.pop(piece, None)
+        duplicates = [
+            PieceRequest(piece=piece, parent_id=other) for other in self._in_flight.get(piece, ())
+        ]
+        for duplicate in duplicates:
+            self._finish(piece, duplicate.parent_id)
+        return duplicates
+
+    def failed(self, piece: int, parent_id: str) -> None:
+        """Fetching ``piece`` from ``parent_id`` failed; it will be asked of another parent."""
+        self._check(piece)
+        self._finish(piece, parent_id)
+        self._failed.setdefault(piece, set()).add(parent_id)
+
+    def cancelled(self, piece: int, parent_id: str) -> None:
+        """The caller abandoned this request (not the parent's fault)."""
+        self._check(piece)
+        self._finish(piece, parent_id)
+
+    def drop_parent(self, parent_id: str) -> list[int]:
+        """Forget every request in flight to ``parent_id``; returns their pieces."""
+        pieces = [piece for piece, asked in self._in_flight.items() if parent_id in asked]
+        for piece in pieces:
+            self._finish(piece, parent_id)
+        return pieces

@@ -1,0 +1,728 @@
+"""The scheduler: state in, decisions out.
+
+One :class:`Scheduler` holds every host, task and peer it has been told about. Drivers call
+it when something happens (a host announces itself, a peer registers, a piece arrives or
+fails, a peer finishes or leaves) and when its deadline comes (:meth:`Scheduler.tick`);
+every call takes ``now`` in seconds and returns a list of decisions for the driver to carry
+out. It never sleeps, reads a clock or touches the network, so the same object runs inside
+the simulator and behind the runtime's HTTP service.
+
+Scheduling a peer follows Dragonfly:
+
+1. Sample at most ``filter_parent_limit`` (15) peers of the task that can serve (a seed
+   that is downloading, a peer back to the source or done, or a normal peer that already
+   has parents).
+2. Drop the peer itself, peers on its own host, parents it has blocked, hosts with no free
+   upload slot, parents the evaluator calls bad, and any parent that would close a cycle in
+   the task's parent graph.
+3. Rank the rest with the evaluator and keep ``candidate_parent_limit`` (3).
+4. With none left, retry every ``retry_interval`` (0.5 s); after
+   ``retry_back_to_source_limit`` (4) failed tries send the peer back to the source if the
+   task may still send one (200 per task); after ``retry_limit`` (5) fail it.
+
+The first peer of a task with no seed host goes straight to the source. With seed hosts,
+the first registration triggers the seed chosen by a consistent hash ring over task ids.
+When a peer fails or leaves, its children are rescheduled without it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from random import Random
+from typing import Any
+
+from damselfly.scheduling.bitfield import Bitfield
+from damselfly.scheduling.config import SchedulerConfig
+from damselfly.scheduling.decisions import (
+    AlreadyComplete,
+    BackToSource,
+    Decision,
+    Fail,
+    HostEvicted,
+    Parents,
+    PeerEvicted,
+    Retry,
+    TriggerSeed,
+)
+from damselfly.scheduling.errors import (
+    InvalidTransitionError,
+    InvalidValueError,
+    PeerMisbehavedError,
+    PieceOutOfRangeError,
+    UnknownHostError,
+    UnknownPeerError,
+    UnknownTaskError,
+)
+from damselfly.scheduling.evaluators import Evaluator, make_evaluator
+from damselfly.scheduling.hashring import HashRing
+from damselfly.scheduling.ids import task_id as make_task_id
+from damselfly.scheduling.model import Host, Peer, Task
+from damselfly.scheduling.pieces import piece_count, piece_length
+from damselfly.scheduling.states import HostKind, PeerEvent, PeerState
+
+__all__ = ["PieceReport", "Scheduler"]
+
+_RECEIVING = (PeerState.RUNNING, PeerState.BACK_TO_SOURCE)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PieceReport:
+    """One finished piece, for :meth:`Scheduler.pieces_finished`.
+
+    ``parent_id`` is None when the piece came from the origin; ``duration`` is the seconds
+    the transfer took; ``digest`` (e.g. ``"sha256:..."``) is the piece's digest when known.
+    """
+
+    piece: int
+    length: int
+    parent_id: str | None = None
+    duration: float = 0.0
+    digest: str | None = None
+
+
+class Scheduler:
+    """Decides, for every downloading peer, where it downloads from.
+
+    ``evaluator`` is a registered name (``default``, ``random``, ``bandwidth``,
+    ``topology``) or an :class:`Evaluator`; ``evaluator_params`` go to the named one's
+    constructor (``topology`` needs ``distance``). ``rng`` is the only source of randomness:
+    the same seed and the same calls give the same decisions.
+    """
+
+    def __init__(
+        self,
+        config: SchedulerConfig | None = None,
+        *,
+        evaluator: str | Evaluator = "default",
+        evaluator_params: dict[str, Any] | None = None,
+        rng: Random | None = None,
+    ) -> None:
+        self.config = config or SchedulerConfig()
+        self.rng = rng if rng is not None else Random(0)
+        if isinstance(evaluator, str):
+            self.evaluator = make_evaluator(evaluator, **(evaluator_params or {}))
+        else:
+            self.evaluator = evaluator
+        self.hosts: dict[str, Host] = {}
+        self.tasks: dict[str, Task] = {}
+        self.peers: dict[str, Peer] = {}
+        self.seed_ring = HashRing(self.config.seed_ring_replicas)
+        self.decision_counts: Counter[str] = Counter()
+        self._retries: list[tuple[float, int, str]] = []
+        self._retry_sequence = 0
+        self._next_gc = self.config.gc_interval
+
+    # -- lookups -----------------------------------------------------------------------
+
+    def host(self, host_id: str) -> Host:
+        try:
+            return self.hosts[host_id]
+        except KeyError:
+            raise UnknownHostError(f"unknown host {host_id!r}") from None
+
+    def task(self, task_id: str) -> Task:
+        try:
+            return self.tasks[task_id]
+        except KeyError:
+            raise UnknownTaskError(f"unknown task {task_id!r}") from None
+
+    def peer(self, peer_id: str) -> Peer:
+        try:
+            return self.peers[peer_id]
+        except KeyError:
+            raise UnknownPeerError(f"unknown peer {peer_id!r}") from None
+
+    # -- hosts -------------------------------------------------------------------------
+
+    def announce_host(
+        self,
+        now: float,
+        host_id: str,
+        *,
+        upload_rate: float,
+        kind: HostKind = HostKind.NORMAL,
+        address: str = "",
+        idc: str = "",
+        location: str = "",
+        upload_slots: int | None = None,
+    ) -> Host:
+        """Add a host, or refresh one that announced itself before (a heartbeat).
+
+        A refresh keeps the host's counters and peers. Raises InvalidValueError on a
+        negative upload rate or slot count.
+        """
+        existing = self.hosts.get(host_id)
+        fresh = Host(
+            id=host_id,
+            upload_rate=upload_rate,
+            kind=kind,
+            address=address,
+            idc=idc,
+            location=location,
+            upload_slots=-1 if upload_slots is None else upload_slots,
+            announced_at=now,
+            load_stamp=now,
+        )
+        if existing is None:
+            self.hosts[host_id] = fresh
+            host = fresh
+        else:
+            host = existing
+            host.upload_rate = fresh.upload_rate
+            host.address = address
+            host.idc = idc
+            host.location = location
+            host.upload_slots = fresh.upload_slots
+            host.announced_at = now
+            if host.kind is not kind:
+                host.kind = kind
+                self.seed_ring.remove(host_id)
+        if host.kind is HostKind.SEED:
+            self.seed_ring.add(host_id)
+        return host
+
+    def host_left(self, now: float, host_id: str) -> list[Decision]:
+        """Forget a host and every peer on it; its peers' children are rescheduled."""
+        host = self.host(host_id)
+        decisions: list[Decision] = []
+        for peer in list(host.peers.values()):
+            decisions.extend(self._remove_peer(now, peer))
+        self.seed_ring.remove(host_id)
+        del self.hosts[host_id]
+        return decisions
+
+    # -- registration ------------------------------------------------------------------
+
+    def register_peer(
+        self,
+        now: float,
+        peer_id: str,
+        *,
+        host_id: str,
+        url: str,
+        digest: str = "",
+        tag: str = "",
+        application: str = "",
+        filtered_query_params: Iterable[str] = (),
+        content_length: int | None = None,
+        forced_piece_length: int | None = None,
+        need_back_to_source: bool = False,
+        disable_back_to_source: bool = False,
+    ) -> list[Decision]:
+        """A host starts downloading ``url``. Returns the first decision(s) for the peer.
+
+        ``content_length`` may be None when the caller does not know it yet; someone who
+        reaches the origin reports it with :meth:`set_task_metadata`. Raises
+        UnknownHostError, InvalidValueError (duplicate peer id, negative length, a length
+        that contradicts the task's), never leaving a half-registered peer.
+        """
+        host = self.host(host_id)
+        if peer_id in self.peers:
+            raise InvalidValueError(f"peer {peer_id!r} is already registered")
+        if not url:
+            raise InvalidValueError("a peer needs the URL it downloads")
+        identity = make_task_id(
+            url,
+            digest=digest,
+            tag=tag,
+            application=application,
+            filtered_query_params=filtered_query_params,
+        )
+        task = self.tasks.get(identity)
+        if content_length is not None:
+            if content_length < 0:
+                raise InvalidValueError(f"content length must be >= 0, got {content_length}")
+            if task is not None and task.content_length not in (None, content_length):
+                raise InvalidValueError(
+                    f"task {identity[:12]} has {task.content_length} bytes, "
+                    f"peer {peer_id!r} says {content_length}"
+                )
+        if task is None:
+            task = Task(id=identity, url=url, digest=digest, created_at=now, updated_at=now)
+            self.tasks[identity] = task
+        if content_length is not None and task.content_length is None:
+            self._set_metadata(task, content_length, forced_piece_length)
+
+        peer = Peer(
+            id=peer_id,
+            task=task,
+            host=host,
+            created_at=now,
+            updated_at=now,
+            finished=Bitfield(task.piece_count),
+            need_back_to_source=need_back_to_source,
+            disable_back_to_source=disable_back_to_source,
+        )
+        peer.apply(PeerEvent.REGISTER)
+        self.peers[peer_id] = peer
+        task.peers[peer_id] = peer
+        task.updated_at = now
+        host.peers[peer_id] = peer
+
+        if task.content_length == 0:
+            peer.apply(PeerEvent.SUCCEED)
+            peer.finished_at = now
+            self._refresh_pool(peer)
+            return [self._emit(AlreadyComplete(peer_id=peer_id, task_id=task.id))]
+        return self._schedule(now, peer, first=True)
+
+    def set_task_metadata(
+        self,
+        now: float,
+        task_id: str,
+        *,
+        content_length: int,
+        forced_piece_length: int | None = None,
+    ) -> list[Decision]:
+        """Record a task's length, as learnt from the origin.
+
+        Raises InvalidValueError on a negative length and PeerMisbehavedError when it
+        contradicts a length already known.
+        """
+        task = self.task(task_id)
+        if content_length < 0:
+            raise InvalidValueError(f"content length must be >= 0, got {content_length}")
+        if task.content_length is not None:
+            if task.content_length != content_length:
+                raise PeerMisbehavedError(
+                    f"task {task_id[:12]} has {task.content_length} bytes, not {content_length}"
+                )
+            return []
+        self._set_metadata(task, content_length, forced_piece_length)
+        task.updated_at = now
+        for peer in task.peers.values():
+            peer.finished = Bitfield(task.piece_count)
+        return []
+
+    @staticmethod
+    def _set_metadata(task: Task, content_length: int, forced_piece_length: int | None) -> None:
+        length = piece_length(content_length, forced_piece_length)
+        task.content_length = content_length
+        task.piece_length = length
+        task.piece_count = piece_count(content_length, length) if content_length else 0
+        task.piece_digests = [None] * task.piece_count
+
+    # -- piece reports -----------------------------------------------------------------
+
+    def piece_finished(
+        self,
+        now: float,
+        peer_id: str,
+        piece: int,
+        *,
+        length: int,
+        parent_id: str | None = None,
+        duration: float = 0.0,
+        digest: str | None = None,
+    ) -> list[Decision]:
+        """``peer_id`` holds ``piece`` now, fetched from ``parent_id`` (None: the origin).
+
+        This is the per-piece hot path: it updates the bitfield, the parent host's upload
+        counters and load estimate, and the peer's piece costs. Raises UnknownPeerError,
+        PieceOutOfRangeError, InvalidValueError (negative length or duration),
+        InvalidTransitionError (a peer that is not receiving), PeerMisbehavedError (a
+        digest that contradicts the task's).
+        """
+        peer = self.peers.get(peer_id)
+        if peer is None:
+            raise UnknownPeerError(f"unknown peer {peer_id!r}")
+        state = peer.state
+        if state is not PeerState.RUNNING and state is not PeerState.BACK_TO_SOURCE:
+            raise InvalidTransitionError(
+                f"peer {peer_id!r} is {state.value}; it cannot report pieces"
+            )
+        task = peer.task
+        if not 0 <= piece < task.piece_count:
+            raise PieceOutOfRangeError(
+                f"piece {piece} is outside 0..{task.piece_count - 1} of task {task.id[:12]}"
+            )
+        if length < 0 or duration < 0:
+            raise InvalidValueError("piece length and duration must be >= 0")
+        if digest is not None:
+            known = task.piece_digests[piece]
+            if known is None:
+                task.piece_digests[piece] = digest
+            elif known != digest:
+                raise PeerMisbehavedError(
+                    f"peer {peer_id!r} reports digest {digest} for piece {piece}, "
+                    f"the task knows {known}"
+                )
+        if parent_id is not None:
+            parent = self.peers.get(parent_id)
+            if parent is not None:
+                parent_host = parent.host
+                parent_host.upload_count += 1
+                parent_host.record_upload(now, length)
+        if peer.finished.set(piece):
+            if peer.first_piece_at is None:
+                peer.first_piece_at = now
+            if duration > 0:
+                peer.piece_costs.append(duration)
+        peer.updated_at = now
+        return []
+
+    def pieces_finished(
+        self, now: float, peer_id: str, reports: Sequence[PieceReport]
+    ) -> list[Decision]:
+        """Several :meth:`piece_finished` reports at once (what a daemon batches)."""
+        decisions: list[Decision] = []
+        for report in reports:
+            decisions.extend(
+                self.piece_finished(
+                    now,
+                    peer_id,
+                    report.piece,
+                    length=report.length,
+                    parent_id=report.parent_id,
+                    duration=report.duration,
+                    digest=report.digest,
+                )
+            )
+        return decisions
+
+    def piece_failed(
+        self,
+        now: float,
+        peer_id: str,
+        piece: int,
+        *,
+        parent_id: str | None,
+        reason: str = "",
+    ) -> list[Decision]:
+        """Fetching ``piece`` from ``parent_id`` failed (None: from the origin).
+
+        The parent is blocked for this peer, its host's failure count grows, and the peer
+        is rescheduled without it. A failure from the origin changes nothing here: the
+        peer retries the origin itself.
+        """
+        peer = self._receiving_peer(peer_id, "report failed pieces")
+        if not 0 <= piece < peer.task.piece_count:
+            raise PieceOutOfRangeError(f"piece {piece} is outside 0..{peer.task.piece_count - 1}")
+        peer.updated_at = now
+        if parent_id is None:
+            return []
+        parent = self.peers.get(parent_id)
+        peer.blocked.add(parent_id)
+        if parent is not None:
+            parent.host.upload_failed_count += 1
+            if parent_id in peer.parents:
+                self._unlink(parent, peer)
+        if peer.state is PeerState.BACK_TO_SOURCE:
+            return []
+        return self._reschedule(now, peer)
+
+    # -- asking for parents again --------------------------------------------------------
+
+    def reschedule(
+        self, now: float, peer_id: str, *, exclude: Iterable[str] = ()
+    ) -> list[Decision]:
+        """Find ``peer_id`` a new set of parents (its parents are full or have nothing it
+        lacks). ``exclude`` names parents to block from now on."""
+        peer = self._receiving_peer(peer_id, "be rescheduled")
+        peer.blocked.update(exclude)
+        peer.updated_at = now
+        if peer.state is PeerState.BACK_TO_SOURCE:
+            return []
+        return self._reschedule(now, peer)
+
+    # -- the end of a download ---------------------------------------------------------
+
+    def peer_succeeded(self, now: float, peer_id: str) -> list[Decision]:
+        """``peer_id`` holds every piece. Raises InvalidValueError if it does not."""
+        peer = self.peer(peer_id)
+        if not peer.task.has_metadata or not peer.finished.complete:
+            raise InvalidValueError(
+                f"peer {peer_id!r} holds {peer.finished.count} of "
+                f"{peer.task.piece_count} pieces; it has not succeeded"
+            )
+        peer.apply(PeerEvent.SUCCEED)
+        peer.finished_at = now
+        peer.updated_at = now
+        peer.retry_at = math.inf
+        for parent in list(peer.parents.values()):
+            self._unlink(parent, peer)
+        self._refresh_pool(peer)
+        return []
+
+    def peer_failed(self, now: float, peer_id: str, reason: str = "") -> list[Decision]:
+        """``peer_id`` gave up. Its children are rescheduled without it."""
+        peer = self.peer(peer_id)
+        peer.apply(PeerEvent.FAIL)
+        peer.updated_at = now
+        return self._after_failure(now, peer)
+
+    def peer_left(self, now: float, peer_id: str) -> list[Decision]:
+        """``peer_id`` is gone (its daemon stopped or deleted the task)."""
+        return self._remove_peer(now, self.peer(peer_id))
+
+    # -- time --------------------------------------------------------------------------
+
+    def next_deadline(self) -> float:
+        """When :meth:`tick` next has work: a retry or garbage collection."""
+        retries = self._retries
+        while retries:
+            at, _, peer_id = retries[0]
+            peer = self.peers.get(peer_id)
+            if peer is not None and peer.retry_at == at:
+                return min(at, self._next_gc)
+            heapq.heappop(retries)
+        return self._next_gc
+
+    def tick(self, now: float) -> list[Decision]:
+        """Run every retry due by ``now``, and garbage collection when it is due."""
+        decisions: list[Decision] = []
+        retries = self._retries
+        while retries and retries[0][0] <= now:
+            at, _, peer_id = heapq.heappop(retries)
+            peer = self.peers.get(peer_id)
+            if peer is None or peer.retry_at != at:
+                continue
+            peer.retry_at = math.inf
+            if peer.state is PeerState.RECEIVED_NORMAL or peer.state is PeerState.RUNNING:
+                decisions.extend(self._schedule(now, peer, first=False))
+        if now >= self._next_gc:
+            decisions.extend(self.collect_garbage(now))
+        return decisions
+
+    def collect_garbage(self, now: float) -> list[Decision]:
+        """Forget idle peers, finished peers past their time, silent hosts, empty tasks."""
+        config = self.config
+        self._next_gc = now + config.gc_interval
+        decisions: list[Decision] = []
+        for peer in list(self.peers.values()):
+            if peer.id not in self.peers:
+                continue
+            idle = now - peer.updated_at
+            if peer.terminal and idle >= config.peer_ttl:
+                reason = "finished peer expired"
+            elif not peer.terminal and idle >= config.peer_idle_timeout:
+                reason = f"no report for {idle:.0f} s"
+            else:
+                continue
+            decisions.append(
+                self._emit(PeerEvicted(peer_id=peer.id, task_id=peer.task.id, reason=reason))
+            )
+            decisions.extend(self._remove_peer(now, peer))
+        for host in list(self.hosts.values()):
+            silent = now - host.announced_at
+            if silent >= config.host_ttl:
+                for peer in list(host.peers.values()):
+                    decisions.append(
+                        self._emit(
+                            PeerEvicted(
+                                peer_id=peer.id, task_id=peer.task.id, reason="host evicted"
+                            )
+                        )
+                    )
+                decisions.extend(self.host_left(now, host.id))
+                decisions.append(
+                    self._emit(HostEvicted(host_id=host.id, reason=f"silent for {silent:.0f} s"))
+                )
+        for task in list(self.tasks.values()):
+            if not task.peers and now - task.updated_at >= config.task_ttl:
+                del self.tasks[task.id]
+        return decisions
+
+    # -- the scheduling loop -------------------------------------------------------------
+
+    def _schedule(self, now: float, peer: Peer, *, first: bool) -> list[Decision]:
+        task = peer.task
+        decisions: list[Decision] = []
+        config = self.config
+        if peer.host.kind is HostKind.SEED or peer.need_back_to_source:
+            return [self._back_to_source(peer, "asked to fetch from the origin", counted=False)]
+        if not config.enable_peer_to_peer:
+            return [self._back_to_source(peer, "peer-to-peer is disabled", counted=False)]
+        if first and not task.seed_triggered and len(self.seed_ring):
+            seed_host_id = self.seed_ring.lookup(task.id)
+            if seed_host_id is not None and not self._task_has_seed_peer(task):
+                task.seed_triggered = True
+                decisions.append(
+                    self._emit(
+                        TriggerSeed(
+                            host_id=seed_host_id, task_id=task.id, url=task.url, digest=task.digest
+                        )
+                    )
+                )
+        if task.has_metadata:
+            parent_ids = self._find_parents(now, peer)
+            if parent_ids:
+                peer.schedule_attempts = 0
+                decisions.append(
+                    self._emit(Parents(peer_id=peer.id, task_id=task.id, parent_ids=parent_ids))
+                )
+                return decisions
+        # Nobody can serve yet. With no seed on its way and no peer able to serve, waiting
+        # is pointless: the peer goes to the source at once (Dragonfly does the same for the
+        # first peer of a task).
+        nobody_coming = not task.seed_triggered and not len(task.parent_pool)
+        if nobody_coming and self._may_back_to_source(peer):
+            decisions.append(self._back_to_source(peer, "no peer has the content yet"))
+            return decisions
+        decisions.extend(self._failed_attempt(now, peer))
+        return decisions
+
+    @staticmethod
+    def _task_has_seed_peer(task: Task) -> bool:
+        return any(other.host.kind is HostKind.SEED for other in task.peers.values())
+
+    def _reschedule(self, now: float, peer: Peer) -> list[Decision]:
+        for parent in list(peer.parents.values()):
+            self._unlink(parent, peer)
+        peer.schedule_attempts = 0
+        peer.retry_at = math.inf
+        return self._schedule(now, peer, first=False)
+
+    def _failed_attempt(self, now: float, peer: Peer) -> list[Decision]:
+        config = self.config
+        peer.schedule_attempts += 1
+        attempts = peer.schedule_attempts
+        if attempts >= config.retry_back_to_source_limit and self._may_back_to_source(peer):
+            return [self._back_to_source(peer, f"no parent after {attempts} tries")]
+        if attempts >= config.retry_limit:
+            peer.apply(PeerEvent.FAIL)
+            peer.updated_at = now
+            reason = f"no parent after {attempts} tries and the source is not allowed"
+            decisions: list[Decision] = [
+                self._emit(Fail(peer_id=peer.id, task_id=peer.task.id, reason=reason))
+            ]
+            decisions.extend(self._after_failure(now, peer))
+            return decisions
+        at = now + config.retry_interval
+        peer.retry_at = at
+        self._retry_sequence += 1
+        heapq.heappush(self._retries, (at, self._retry_sequence, peer.id))
+        return [self._emit(Retry(peer_id=peer.id, task_id=peer.task.id, at=at, attempt=attempts))]
+
+    def _may_back_to_source(self, peer: Peer) -> bool:
+        if peer.disable_back_to_source:
+            return False
+        return len(peer.task.back_to_source_peers) < self.config.back_to_source_limit
+
+    def _back_to_source(self, peer: Peer, reason: str, *, counted: bool = True) -> BackToSource:
+        for parent in list(peer.parents.values()):
+            self._unlink(parent, peer)
+        if peer.state is not PeerState.BACK_TO_SOURCE:
+            peer.apply(PeerEvent.BACK_TO_SOURCE)
+        if counted:
+            peer.task.back_to_source_peers.add(peer.id)
+        peer.retry_at = math.inf
+        peer.schedule_attempts = 0
+        self._refresh_pool(peer)
+        decision = BackToSource(peer_id=peer.id, task_id=peer.task.id, reason=reason)
+        self._emit(decision)
+        return decision
+
+    def _find_parents(self, now: float, peer: Peer) -> tuple[str, ...]:
+        """Steps 1-3 of the module docstring; links the peer to the parents it returns."""
+        config = self.config
+        task = peer.task
+        evaluator = self.evaluator
+        host_id = peer.host.id
+        blocked = peer.blocked
+        peer_id = peer.id
+        candidates = []
+        for candidate in task.parent_pool.sample(self.rng, config.filter_parent_limit):
+            candidate_host = candidate.host
+            if (
+                candidate.id == peer_id
+                or candidate_host.id == host_id
+                or candidate.id in blocked
+                or candidate_host.upload_edges >= candidate_host.upload_slots
+                or evaluator.is_bad_parent(candidate)
+                or self._would_cycle(candidate, peer)
+            ):
+                continue
+            candidates.append(candidate)
+        if not candidates:
+            return ()
+        chosen = evaluator.rank(candidates, peer, now, self.rng)[: config.candidate_parent_limit]
+        for parent in chosen:
+            self._link(parent, peer)
+        if peer.state is PeerState.RECEIVED_NORMAL:
+            peer.apply(PeerEvent.DOWNLOAD)
+        self._refresh_pool(peer)
+        return tuple(parent.id for parent in chosen)
+
+    @staticmethod
+    def _would_cycle(parent: Peer, child: Peer) -> bool:
+        """Whether ``child`` is ``parent`` or one of its ancestors."""
+        if not child.children:
+            return parent is child
+        stack = [parent]
+        seen = {parent.id}
+        while stack:
+            current = stack.pop()
+            if current is child:
+                return True
+            for ancestor in current.parents.values():
+                if ancestor.id not in seen:
+                    seen.add(ancestor.id)
+                    stack.append(ancestor)
+        return False
+
+    # -- edges and the parent pool -------------------------------------------------------
+
+    def _link(self, parent: Peer, child: Peer) -> None:
+        child.parents[parent.id] = parent
+        parent.children[child.id] = child
+        parent.host.upload_edges += 1
+
+    def _unlink(self, parent: Peer, child: Peer) -> None:
+        del child.parents[parent.id]
+        del parent.children[child.id]
+        parent.host.upload_edges -= 1
+        self._refresh_pool(child)
+
+    @staticmethod
+    def _refresh_pool(peer: Peer) -> None:
+        pool = peer.task.parent_pool
+        if peer.can_serve and peer.host.upload_slots > 0:
+            pool.add(peer)
+        else:
+            pool.discard(peer.id)
+
+    def _after_failure(self, now: float, peer: Peer) -> list[Decision]:
+        """Detach a failed peer: drop its edges both ways and reschedule its children."""
+        peer.retry_at = math.inf
+        for parent in list(peer.parents.values()):
+            self._unlink(parent, peer)
+        self._refresh_pool(peer)
+        return self._orphan_children(now, peer)
+
+    def _orphan_children(self, now: float, peer: Peer) -> list[Decision]:
+        decisions: list[Decision] = []
+        for child in list(peer.children.values()):
+            child.blocked.add(peer.id)
+            self._unlink(peer, child)
+            if child.state is PeerState.RUNNING or child.state is PeerState.RECEIVED_NORMAL:
+                decisions.extend(self._reschedule(now, child))
+        return decisions
+
+    def _remove_peer(self, now: float, peer: Peer) -> list[Decision]:
+        if peer.state is not PeerState.LEFT:
+            peer.apply(PeerEvent.LEAVE)
+        decisions = self._after_failure(now, peer)
+        task = peer.task
+        del self.peers[peer.id]
+        del task.peers[peer.id]
+        peer.host.peers.pop(peer.id, None)
+        task.back_to_source_peers.discard(peer.id)
+        task.updated_at = now
+        return decisions
+
+    def _receiving_peer(self, peer_id: str, what: str) -> Peer:
+        peer = self.peer(peer_id)
+        if peer.state not in _RECEIVING and peer.state is not PeerState.RECEIVED_NORMAL:
+            raise InvalidTransitionError(
+                f"peer {peer_id!r} is {peer.state.value}; it cannot {what}"
+            )
+        return peer
+
+    def _emit(self, decision: Decision) -> Any:
+        self.decision_counts[type(decision).__name__] += 1
+        return decision
