@@ -174,7 +174,10 @@ class FlowNetwork:
         self._heap: list[tuple[float, int, Flow]] = []
         self._seq = 0
         self._next_flow_id = 0
+        self._has_links = False
         self._dirty: dict[int, None] = {}
+        # (upload, download) pairs of flows that crossed no link (the flat-network case).
+        self._dirty_pairs: dict[tuple[int, ...], None] = {}
         self._timer_at = _INF
         self._timer_generation = 0
         self._last_rerate = -_INF
@@ -214,6 +217,7 @@ class FlowNetwork:
 
     def add_link(self, name: str, capacity: float) -> int:
         """Add one directed link constraint and return its id."""
+        self._has_links = True
         return self._add_constraint(capacity, name)
 
     def set_path_function(
@@ -297,12 +301,15 @@ class FlowNetwork:
         used = self.used
         flows_on = self.flows_on
         carried = self.carried_bytes
-        dirty = self._dirty
-        for c in flow.constraints:
+        constraints = flow.constraints
+        for c in constraints:
             del flows_on[c][fid]
             used[c] -= rate
             carried[c] += delivered
-            dirty[c] = None
+        if len(constraints) == 2:
+            self._dirty_pairs[constraints] = None
+        else:
+            self._dirty.update(dict.fromkeys(constraints))
         self.bytes_sent[flow.src] += delivered
         self.bytes_received[flow.dst] += delivered
         self.active_flows -= 1
@@ -359,11 +366,15 @@ class FlowNetwork:
                     if finish < _INF:
                         self._seq += 1
                         push(heap, (finish, self._seq, flow))
+        while heap and heap[0][0] != heap[0][2].heap_time:
+            pop(heap)  # stale: arming a timer for it would be wasted (and move the clock)
         next_time = heap[0][0] if heap else _INF
-        if self._dirty:
+        if self._dirty or self._dirty_pairs:
             due = self._last_rerate + self.quantum
             if now >= due - _TIME_TOLERANCE:
                 self._rerate(now)
+                while heap and heap[0][0] != heap[0][2].heap_time:
+                    pop(heap)
                 next_time = heap[0][0] if heap else _INF
             elif due < next_time:
                 next_time = due
@@ -378,10 +389,13 @@ class FlowNetwork:
         flow.heap_time = _INF
         fid = flow.flow_id
         flows_on = self.flows_on
-        dirty = self._dirty
-        for c in flow.constraints:
+        constraints = flow.constraints
+        for c in constraints:
             flows_on[c][fid] = flow
-            dirty[c] = None
+        if len(constraints) == 2:
+            self._dirty_pairs[constraints] = None
+        else:
+            self._dirty.update(dict.fromkeys(constraints))
         self.active_flows += 1
 
     def _complete(self, flow: Flow, now: float) -> None:
@@ -393,12 +407,15 @@ class FlowNetwork:
         used = self.used
         flows_on = self.flows_on
         carried = self.carried_bytes
-        dirty = self._dirty
-        for c in flow.constraints:
+        constraints = flow.constraints
+        for c in constraints:
             del flows_on[c][fid]
             used[c] -= rate
             carried[c] += size
-            dirty[c] = None
+        if len(constraints) == 2:
+            self._dirty_pairs[constraints] = None
+        else:
+            self._dirty.update(dict.fromkeys(constraints))
         flow.rate = 0.0
         flow.heap_time = _INF
         self.bytes_sent[flow.src] += size
@@ -425,11 +442,100 @@ class FlowNetwork:
         return list(seen)
 
     def _rerate(self, now: float) -> None:
-        """Max-min fair re-allocation of the flows on dirty constraints (see module doc)."""
-        dirty = self._dirty_component() if self.rerate_mode == "component" else list(self._dirty)
-        self._dirty = {}
+        """Re-rate what the events since the last re-rate touched (see the module doc)."""
         self._last_rerate = now
         self.rerates += 1
+        pairs = self._dirty_pairs
+        self._dirty_pairs = {}
+        if self.rerate_mode == "component":
+            for pair in pairs:
+                self._dirty.update(dict.fromkeys(pair))
+            dirty = self._dirty_component()
+            self._dirty = {}
+            self._rerate_constraints(dirty, now)
+            return
+        for upload, download in pairs:
+            self._rerate_pair(upload, download, now)
+        if self._dirty:
+            dirty = list(self._dirty)
+            self._dirty = {}
+            self._rerate_constraints(dirty, now)
+
+    def _rerate_pair(self, upload: int, download: int, now: float) -> None:
+        """Exact max-min for the flows on one upload and one download constraint.
+
+        The fast path of the flat network: every flow crosses exactly its sender's upload
+        and its receiver's download. Flows on ``upload`` (to other receivers) are bounded by
+        what their receivers' downloads leave free, flows on ``download`` by their senders'
+        uploads; flows from this sender to this receiver cross both. Progressive filling
+        then saturates whichever constraint has the lower water level first, freezes its
+        flows, and fills the other with those fixed: exact for this subproblem.
+        """
+        flows_on = self.flows_on
+        up_flows = flows_on[upload]
+        down_flows = flows_on[download]
+        if not up_flows and not down_flows:
+            return
+        if self._has_links:
+            self._rerate_constraints([upload, download], now)
+            return
+        capacity = self.capacity
+        used = self.used
+        # Bounds from the other end of each flow; parallel flows to the same other end
+        # split what it leaves free (they are identical flows, so max-min splits equally).
+        up_list = list(up_flows.values())
+        down_list = list(down_flows.values())
+        up_bounds = _end_bounds(up_list, 1, download, capacity, used)
+        down_bounds = _end_bounds(down_list, 0, upload, capacity, used)
+        level_up = _water_level(capacity[upload], up_bounds)
+        level_down = _water_level(capacity[download], down_bounds)
+        new_up = [b if b < level_up else level_up for b in up_bounds]
+        if level_up <= level_down:
+            # The upload binds first; flows crossing both are now fixed for the download.
+            if up_list and down_list:
+                shared = {f.flow_id: r for f, r in zip(up_list, new_up, strict=True)}
+                down_bounds = [
+                    shared.get(f.flow_id, b) for f, b in zip(down_list, down_bounds, strict=True)
+                ]
+                level_down = _water_level(capacity[download], down_bounds)
+            new_down = [b if b < level_down else level_down for b in down_bounds]
+        else:
+            new_down = [b if b < level_down else level_down for b in down_bounds]
+            if up_list and down_list:
+                shared = {f.flow_id: r for f, r in zip(down_list, new_down, strict=True)}
+                up_bounds = [
+                    shared.get(f.flow_id, b) for f, b in zip(up_list, up_bounds, strict=True)
+                ]
+                level_up = _water_level(capacity[upload], up_bounds)
+                new_up = [b if b < level_up else level_up for b in up_bounds]
+        self._apply(up_list, new_up, now)
+        self._apply(down_list, new_down, now)
+
+    def _apply(self, flows: list[Flow], rates: list[float], now: float) -> None:
+        """Give ``flows`` their new ``rates``: move progress marks, keep ``used`` exact."""
+        used = self.used
+        heap = self._heap
+        for flow, rate in zip(flows, rates, strict=True):
+            old = flow.rate
+            if rate == old:
+                continue
+            flow.done_bytes += old * (now - flow.mark_time)
+            flow.mark_time = now
+            flow.rate = rate
+            delta = rate - old
+            for c in flow.constraints:
+                used[c] += delta
+            if rate > 0.0:
+                finish = now + (flow.size - flow.done_bytes) / rate
+                if finish < flow.heap_time:
+                    flow.heap_time = finish
+                    self._seq += 1
+                    heapq.heappush(heap, (finish, self._seq, flow))
+            # A slower flow keeps its early entry; it is re-pushed when that entry pops.
+            # A flow at rate zero keeps it too and is dropped (pushed at infinity) then.
+
+    def _rerate_constraints(self, dirty: list[int], now: float) -> None:
+        """Exact max-min for every flow crossing a ``dirty`` constraint, others held fixed."""
         flows_on = self.flows_on
         flows: dict[int, Flow] = {}
         for c in dirty:
@@ -474,27 +580,8 @@ class FlowNetwork:
                     count[other] = m
                     if m > 0 and other != c:
                         push(shares, (free[other] / m, other))
-        # Apply: move progress marks, keep `used` exact, push earlier completions.
-        heap = self._heap
-        for fid, flow in flows.items():
-            rate = new_rate[fid]
-            old = flow.rate
-            if rate == old:
-                continue
-            flow.done_bytes += old * (now - flow.mark_time)
-            flow.mark_time = now
-            flow.rate = rate
-            delta = rate - old
-            for c in flow.constraints:
-                used[c] += delta
-            if rate > 0.0:
-                finish = now + (flow.size - flow.done_bytes) / rate
-                if finish < flow.heap_time:
-                    flow.heap_time = finish
-                    self._seq += 1
-                    heapq.heappush(heap, (finish, self._seq, flow))
-            # A slower flow keeps its early entry; it is re-pushed when that entry pops.
-            # A flow at rate zero keeps it too and is re-pushed at infinity (dropped) then.
+        flow_list = list(flows.values())
+        self._apply(flow_list, [new_rate[f.flow_id] for f in flow_list], now)
 
     # -- inspection -------------------------------------------------------------------
 
@@ -505,6 +592,46 @@ class FlowNetwork:
     def utilisation(self, constraint: int) -> float:
         """Fraction of a constraint's capacity in use now."""
         return self.used[constraint] / self.capacity[constraint]
+
+
+def _end_bounds(
+    flows: list[Flow], end: int, both: int, capacity: list[float], used: list[float]
+) -> list[float]:
+    """Per flow, what its constraint ``flows[i].constraints[end]`` leaves it free.
+
+    A flow whose other end is ``both`` (it crosses both re-rated constraints) is unbounded.
+    Parallel flows sharing their other end split its free capacity equally.
+    """
+    others = [f.constraints[end] for f in flows]
+    if len(set(others)) == len(others):
+        return [
+            _INF if c == both else capacity[c] - used[c] + f.rate
+            for f, c in zip(flows, others, strict=True)
+        ]
+    free: dict[int, float] = {}
+    count: dict[int, int] = {}
+    for f, c in zip(flows, others, strict=True):
+        if c in free:
+            free[c] += f.rate
+            count[c] += 1
+        else:
+            free[c] = capacity[c] - used[c] + f.rate
+            count[c] = 1
+    return [_INF if c == both else free[c] / count[c] for c in others]
+
+
+def _water_level(capacity: float, bounds: list[float]) -> float:
+    """The level L with sum(min(b, L) for b in bounds) == capacity (inf if never reached)."""
+    n = len(bounds)
+    if n == 0:
+        return _INF
+    remaining = capacity
+    for i, bound in enumerate(sorted(bounds)):
+        share = remaining / (n - i)
+        if bound >= share:
+            return share if share > 0.0 else 0.0
+        remaining -= bound
+    return _INF
 
 
 def network_from_graph(
