@@ -23,7 +23,7 @@ from random import Random
 from typing import Any, ClassVar, TypeVar
 
 from damselfly.scheduling.errors import InvalidValueError, UnknownEvaluatorError
-from damselfly.scheduling.model import Peer
+from damselfly.scheduling.model import LOCATION_PARTS, Peer, intern_location
 from damselfly.scheduling.states import HostKind
 
 __all__ = [
@@ -66,15 +66,14 @@ class Evaluator(ABC):
     def is_bad_parent(self, parent: Peer) -> bool:
         """Whether ``parent``'s latest piece was an outlier in its own download costs."""
         costs = parent.piece_costs
-        samples = len(costs)
+        samples = costs.count
         if samples < MIN_COST_SAMPLES:
             return False
-        last = costs[-1]
-        previous = samples - 1
-        mean = (sum(costs) - last) / previous
+        last = costs.last
         if samples < NORMAL_DISTRIBUTION_SAMPLES:
-            return last > mean * OUTLIER_FACTOR
-        variance = sum((cost - mean) ** 2 for cost in costs) / samples
+            return last > (costs.total - last) / (samples - 1) * OUTLIER_FACTOR
+        mean = costs.total / samples
+        variance = max(0.0, costs.total_squares / samples - mean * mean)
         return last > mean + 3.0 * math.sqrt(variance)
 
 
@@ -131,28 +130,45 @@ NORMAL_HOST_TYPE_SCORE = 0.5
 
 
 def idc_affinity(parent_idc: str, child_idc: str) -> float:
-    """1 when both hosts name the same IDC (case-insensitively), else 0."""
+    """1 when both hosts name the same IDC (compare lower-cased names), else 0."""
     if not parent_idc or not child_idc:
         return 0.0
-    return 1.0 if parent_idc.lower() == child_idc.lower() else 0.0
+    return 1.0 if parent_idc == child_idc else 0.0
 
 
 def location_affinity(parent_location: str, child_location: str) -> float:
-    """Matching leading elements of two "a|b|c" locations, over 5 (1 when equal)."""
-    if not parent_location or not child_location:
+    """Matching leading elements of two "a|b|c" locations (case-insensitive), over 5;
+    1 when equal, 0 when either is empty."""
+    return location_affinity_by_key(
+        intern_location(parent_location), intern_location(child_location)
+    )
+
+
+_AFFINITY_CACHE: dict[int, float] = {}
+
+
+def location_affinity_by_key(parent_key: int, child_key: int) -> float:
+    """:func:`location_affinity` of two interned locations (``Host.location_key``), memoised:
+    a fleet has few distinct locations, and this runs for every candidate."""
+    if not parent_key or not child_key:
         return 0.0
-    if parent_location.lower() == child_location.lower():
+    if parent_key == child_key:
         return 1.0
+    pair = (parent_key << 32) | child_key
+    cached = _AFFINITY_CACHE.get(pair)
+    if cached is not None:
+        return cached
     matches = 0
     for mine, theirs in zip(
-        parent_location.lower().split("|")[:MAX_LOCATION_ELEMENTS],
-        child_location.lower().split("|")[:MAX_LOCATION_ELEMENTS],
+        LOCATION_PARTS[parent_key][:MAX_LOCATION_ELEMENTS],
+        LOCATION_PARTS[child_key][:MAX_LOCATION_ELEMENTS],
         strict=False,
     ):
         if mine != theirs:
             break
         matches += 1
-    return matches / MAX_LOCATION_ELEMENTS
+    value = _AFFINITY_CACHE[pair] = matches / MAX_LOCATION_ELEMENTS
+    return value
 
 
 def load_quality(parent: Peer, now: float) -> float:
@@ -166,28 +182,29 @@ def load_quality(parent: Peer, now: float) -> float:
       ``upload_rate / 16 MiB`` (the pieces that saturate it), else that number over its
       children. Dragonfly counts concurrent piece uploads; the core counts child edges,
       which is what it knows without the daemon's help.
+
+    The two bandwidth terms are cached per host until ``now`` moves or an upload is
+    recorded; they decay with time, so computing them costs two exponentials.
     """
     host = parent.host
     capacity = host.upload_rate
     if capacity <= 0:
         return 0.0
-    peak = max(0.0, 1.0 - host.estimated_upload_rate(now) / capacity)
-    duration = max(
-        0.0, 1.0 - host.recent_upload_bytes(now) / (capacity * BANDWIDTH_DURATION_WINDOW)
-    )
+    cached_now, cached_version, bandwidth = host.load_cache
+    if cached_now != now or cached_version != host.load_version:
+        peak = max(0.0, 1.0 - host.estimated_upload_rate(now) / capacity)
+        duration = max(
+            0.0, 1.0 - host.recent_upload_bytes(now) / (capacity * BANDWIDTH_DURATION_WINDOW)
+        )
+        bandwidth = PEAK_BANDWIDTH_USAGE_WEIGHT * peak + BANDWIDTH_DURATION_WEIGHT * duration
+        host.load_cache = (now, host.load_version, bandwidth)
     needed = capacity / CONCURRENCY_PIECE_LENGTH
     edges = host.upload_edges
     if needed <= 1.0:
-        concurrency = 0.0
-    elif edges <= needed:
-        concurrency = 1.0
-    else:
-        concurrency = needed / edges
-    return (
-        PEAK_BANDWIDTH_USAGE_WEIGHT * peak
-        + BANDWIDTH_DURATION_WEIGHT * duration
-        + CONCURRENCY_WEIGHT * concurrency
-    )
+        return bandwidth
+    if edges <= needed:
+        return bandwidth + CONCURRENCY_WEIGHT
+    return bandwidth + CONCURRENCY_WEIGHT * needed / edges
 
 
 @register_evaluator
@@ -203,6 +220,37 @@ class DefaultEvaluator(Evaluator):
 
     name = "default"
 
+    def rank(self, candidates: list[Peer], child: Peer, now: float, rng: Random) -> list[Peer]:
+        # The same formula as score(), unrolled: this runs for every candidate of every
+        # scheduling decision.
+        child_host = child.host
+        child_idc = child_host.idc_key
+        child_location = child_host.location_key
+        affinity_cache = _AFFINITY_CACHE
+        scored = []
+        for index, parent in enumerate(candidates):
+            parent_host = parent.host
+            value = LOAD_QUALITY_WEIGHT * load_quality(parent, now)
+            value += HOST_TYPE_WEIGHT * (
+                SEED_HOST_TYPE_SCORE
+                if parent_host.kind is HostKind.SEED
+                else NORMAL_HOST_TYPE_SCORE
+            )
+            if child_idc and parent_host.idc_key == child_idc:
+                value += IDC_AFFINITY_WEIGHT
+            parent_location = parent_host.location_key
+            if child_location and parent_location:
+                if parent_location == child_location:
+                    value += LOCATION_AFFINITY_WEIGHT
+                else:
+                    affinity = affinity_cache.get((parent_location << 32) | child_location)
+                    if affinity is None:
+                        affinity = location_affinity_by_key(parent_location, child_location)
+                    value += LOCATION_AFFINITY_WEIGHT * affinity
+            scored.append((-value, index))
+        scored.sort()
+        return [candidates[index] for _, index in scored]
+
     def score(self, parent: Peer, child: Peer, now: float) -> float:
         parent_host = parent.host
         child_host = child.host
@@ -211,9 +259,9 @@ class DefaultEvaluator(Evaluator):
         )
         return (
             LOAD_QUALITY_WEIGHT * load_quality(parent, now)
-            + IDC_AFFINITY_WEIGHT * idc_affinity(parent_host.idc, child_host.idc)
+            + IDC_AFFINITY_WEIGHT * idc_affinity(parent_host.idc_key, child_host.idc_key)
             + LOCATION_AFFINITY_WEIGHT
-            * location_affinity(parent_host.location, child_host.location)
+            * location_affinity_by_key(parent_host.location_key, child_host.location_key)
             + HOST_TYPE_WEIGHT * host_type
         )
 

@@ -30,10 +30,13 @@ from damselfly.scheduling.states import (
 __all__ = [
     "DEFAULT_NORMAL_UPLOAD_SLOTS",
     "DEFAULT_SEED_UPLOAD_SLOTS",
+    "LOCATION_PARTS",
     "Host",
     "Peer",
     "PeerPool",
+    "PieceCosts",
     "Task",
+    "intern_location",
 ]
 
 # Dragonfly caps the children a host serves at once; seeds are provisioned to serve more.
@@ -46,6 +49,24 @@ SHORT_LOAD_WINDOW = 5.0
 LONG_LOAD_WINDOW = 60.0
 
 PIECE_COST_SAMPLES = 64
+
+
+_LOCATION_IDS: dict[str, int] = {"": 0}
+LOCATION_PARTS: list[tuple[str, ...]] = [()]
+
+
+def intern_location(location: str) -> int:
+    """A small int standing for ``location`` (case-insensitive); 0 for no location.
+
+    Evaluators compare locations for every candidate parent; comparing and hashing ints is
+    far cheaper than splitting strings each time. ``LOCATION_PARTS[id]`` gives the parts.
+    """
+    key = location.lower()
+    known = _LOCATION_IDS.get(key)
+    if known is None:
+        known = _LOCATION_IDS[key] = len(LOCATION_PARTS)
+        LOCATION_PARTS.append(tuple(key.split("|")))
+    return known
 
 
 @dataclass(slots=True, eq=False)
@@ -68,9 +89,13 @@ class Host:
     upload_count: int = 0
     upload_failed_count: int = 0
     upload_edges: int = 0
+    idc_key: str = field(default="", init=False, repr=False)
+    location_key: int = field(default=0, init=False, repr=False)
     recent_upload_short: float = 0.0
     recent_upload_long: float = 0.0
     load_stamp: float = 0.0
+    load_cache: tuple[float, int, float] = field(default=(-math.inf, 0, 0.0), repr=False)
+    load_version: int = 0
     peers: dict[str, Peer] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -86,6 +111,14 @@ class Host:
             )
         if self.upload_slots < 0:
             raise InvalidValueError(f"host {self.id}: upload slots must be >= 0")
+        self.set_network(self.idc, self.location)
+
+    def set_network(self, idc: str, location: str) -> None:
+        """Set where the host is; the affinity keys (lower case, split) are kept with it."""
+        self.idc = idc
+        self.location = location
+        self.idc_key = idc.lower()
+        self.location_key = intern_location(location)
 
     @property
     def is_seed(self) -> bool:
@@ -104,6 +137,7 @@ class Host:
             self.load_stamp = now
         self.recent_upload_short += size
         self.recent_upload_long += size
+        self.load_version += 1
 
     def estimated_upload_rate(self, now: float) -> float:
         """Bytes/s uploaded lately (an exponentially weighted estimate over ~5 s)."""
@@ -163,9 +197,7 @@ class Peer:
     disable_back_to_source: bool = False
     schedule_attempts: int = 0
     retry_at: float = math.inf
-    piece_costs: deque[float] = field(
-        default_factory=lambda: deque(maxlen=PIECE_COST_SAMPLES), repr=False
-    )
+    piece_costs: PieceCosts = field(default_factory=lambda: PieceCosts(), repr=False)
 
     def apply(self, event: PeerEvent) -> PeerState:
         """Move the state machine; raises InvalidTransitionError and changes nothing if illegal."""
@@ -189,6 +221,35 @@ class Peer:
         if state is PeerState.RUNNING:
             return self.host.kind is HostKind.SEED or bool(self.parents)
         return False
+
+
+class PieceCosts:
+    """The durations of a peer's last pieces, with running sums for O(1) statistics."""
+
+    __slots__ = ("_samples", "count", "last", "total", "total_squares")
+
+    def __init__(self, capacity: int = PIECE_COST_SAMPLES) -> None:
+        self._samples: deque[float] = deque(maxlen=capacity)
+        self.count = 0
+        self.last = 0.0
+        self.total = 0.0
+        self.total_squares = 0.0
+
+    def add(self, cost: float) -> None:
+        samples = self._samples
+        if self.count == samples.maxlen:
+            oldest = samples[0]
+            self.total -= oldest
+            self.total_squares -= oldest * oldest
+        else:
+            self.count += 1
+        samples.append(cost)
+        self.last = cost
+        self.total += cost
+        self.total_squares += cost * cost
+
+    def __len__(self) -> int:
+        return self.count
 
 
 class PeerPool:
@@ -222,6 +283,15 @@ class PeerPool:
 
     def sample(self, rng: Random, k: int) -> list[Peer]:
         """Up to ``k`` distinct peers, uniformly at random."""
-        if len(self._items) <= k:
-            return list(self._items)
-        return rng.sample(self._items, k)
+        items = self._items
+        size = len(items)
+        if size <= k:
+            return list(items)
+        if size < 4 * k:
+            return rng.sample(items, k)
+        # Rejection sampling: cheaper than random.sample when k is much smaller than size.
+        chosen: dict[int, None] = {}
+        draw = rng.random
+        while len(chosen) < k:
+            chosen[int(draw() * size)] = None
+        return [items[position] for position in chosen]

@@ -57,7 +57,7 @@ from damselfly.scheduling.errors import (
     UnknownPeerError,
     UnknownTaskError,
 )
-from damselfly.scheduling.evaluators import Evaluator, make_evaluator
+from damselfly.scheduling.evaluators import MIN_COST_SAMPLES, Evaluator, make_evaluator
 from damselfly.scheduling.hashring import HashRing
 from damselfly.scheduling.ids import task_id as make_task_id
 from damselfly.scheduling.model import Host, Peer, Task
@@ -67,6 +67,7 @@ from damselfly.scheduling.states import HostKind, PeerEvent, PeerState
 __all__ = ["PieceReport", "Scheduler"]
 
 _RECEIVING = (PeerState.RUNNING, PeerState.BACK_TO_SOURCE)
+TASK_ID_CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -115,6 +116,7 @@ class Scheduler:
         self._retries: list[tuple[float, int, str]] = []
         self._retry_sequence = 0
         self._next_gc = self.config.gc_interval
+        self._task_ids: dict[tuple[str, str, str, str, tuple[str, ...]], str] = {}
 
     # -- lookups -----------------------------------------------------------------------
 
@@ -174,8 +176,7 @@ class Scheduler:
             host = existing
             host.upload_rate = fresh.upload_rate
             host.address = address
-            host.idc = idc
-            host.location = location
+            host.set_network(idc, location)
             host.upload_slots = fresh.upload_slots
             host.announced_at = now
             if host.kind is not kind:
@@ -225,13 +226,7 @@ class Scheduler:
             raise InvalidValueError(f"peer {peer_id!r} is already registered")
         if not url:
             raise InvalidValueError("a peer needs the URL it downloads")
-        identity = make_task_id(
-            url,
-            digest=digest,
-            tag=tag,
-            application=application,
-            filtered_query_params=filtered_query_params,
-        )
+        identity = self._task_id(url, digest, tag, application, tuple(filtered_query_params))
         task = self.tasks.get(identity)
         if content_length is not None:
             if content_length < 0:
@@ -306,6 +301,20 @@ class Scheduler:
         task.piece_count = piece_count(content_length, length) if content_length else 0
         task.piece_digests = [None] * task.piece_count
 
+    def _task_id(
+        self, url: str, digest: str, tag: str, application: str, filtered: tuple[str, ...]
+    ) -> str:
+        # A rollout registers thousands of peers for one URL: remember the last few ids.
+        key = (url, digest, tag, application, filtered)
+        identity = self._task_ids.get(key)
+        if identity is None:
+            if len(self._task_ids) >= TASK_ID_CACHE_SIZE:
+                self._task_ids.clear()
+            identity = self._task_ids[key] = make_task_id(
+                url, digest=digest, tag=tag, application=application, filtered_query_params=filtered
+            )
+        return identity
+
     # -- piece reports -----------------------------------------------------------------
 
     def piece_finished(
@@ -361,7 +370,7 @@ class Scheduler:
             if peer.first_piece_at is None:
                 peer.first_piece_at = now
             if duration > 0:
-                peer.piece_costs.append(duration)
+                peer.piece_costs.add(duration)
         peer.updated_at = now
         return []
 
@@ -533,13 +542,18 @@ class Scheduler:
         task = peer.task
         decisions: list[Decision] = []
         config = self.config
-        if peer.host.kind is HostKind.SEED or peer.need_back_to_source:
-            return [self._back_to_source(peer, "asked to fetch from the origin", counted=False)]
+        if peer.host.kind is HostKind.SEED:
+            task.seed_triggered = True
+            return [
+                self._back_to_source(peer, "a seed peer fetches from the origin", counted=False)
+            ]
+        if peer.need_back_to_source:
+            return [self._back_to_source(peer, "asked to fetch from the origin")]
         if not config.enable_peer_to_peer:
             return [self._back_to_source(peer, "peer-to-peer is disabled", counted=False)]
         if first and not task.seed_triggered and len(self.seed_ring):
             seed_host_id = self.seed_ring.lookup(task.id)
-            if seed_host_id is not None and not self._task_has_seed_peer(task):
+            if seed_host_id is not None:
                 task.seed_triggered = True
                 decisions.append(
                     self._emit(
@@ -565,10 +579,6 @@ class Scheduler:
             return decisions
         decisions.extend(self._failed_attempt(now, peer))
         return decisions
-
-    @staticmethod
-    def _task_has_seed_peer(task: Task) -> bool:
-        return any(other.host.kind is HostKind.SEED for other in task.peers.values())
 
     def _reschedule(self, now: float, peer: Peer) -> list[Decision]:
         for parent in list(peer.parents.values()):
@@ -620,22 +630,22 @@ class Scheduler:
     def _find_parents(self, now: float, peer: Peer) -> tuple[str, ...]:
         """Steps 1-3 of the module docstring; links the peer to the parents it returns."""
         config = self.config
-        task = peer.task
         evaluator = self.evaluator
-        host_id = peer.host.id
+        is_bad_parent = evaluator.is_bad_parent
+        host = peer.host
         blocked = peer.blocked
-        peer_id = peer.id
+        has_children = bool(peer.children)
         candidates = []
-        for candidate in task.parent_pool.sample(self.rng, config.filter_parent_limit):
+        # Cheapest tests first: this loop runs for every sampled candidate of every decision.
+        for candidate in peer.task.parent_pool.sample(self.rng, config.filter_parent_limit):
             candidate_host = candidate.host
-            if (
-                candidate.id == peer_id
-                or candidate_host.id == host_id
-                or candidate.id in blocked
-                or candidate_host.upload_edges >= candidate_host.upload_slots
-                or evaluator.is_bad_parent(candidate)
-                or self._would_cycle(candidate, peer)
-            ):
+            if candidate_host is host or candidate_host.upload_edges >= candidate_host.upload_slots:
+                continue
+            if blocked and candidate.id in blocked:
+                continue
+            if candidate.piece_costs.count >= MIN_COST_SAMPLES and is_bad_parent(candidate):
+                continue
+            if has_children and self._would_cycle(candidate, peer):
                 continue
             candidates.append(candidate)
         if not candidates:
