@@ -61,7 +61,9 @@ class Swarm:
     decisions: list[Decision] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
 
-    def add_host(self, host_id: str, *, seed: bool = False, idc: str = "", location: str = "") -> None:
+    def add_host(
+        self, host_id: str, *, seed: bool = False, idc: str = "", location: str = ""
+    ) -> None:
         self.scheduler.announce_host(
             self.now,
             host_id,
@@ -126,7 +128,9 @@ class Swarm:
                         break
                     piece = (missing & -missing).bit_length() - 1
                     self.apply(
-                        scheduler.piece_finished(self.now, peer.peer_id, piece, length=self.piece_length)
+                        scheduler.piece_finished(
+                            self.now, peer.peer_id, piece, length=self.piece_length
+                        )
                     )
                     self.origin_bytes += self.piece_length
             else:
@@ -137,8 +141,12 @@ class Swarm:
                     if pid in scheduler.peers
                 }
                 requests = planner.plan(model.finished, parents)[: self.peer_pieces_per_round]
+                cancelled: set[tuple[int, str]] = set()
                 for request in requests:
-                    planner.completed(request.piece, request.parent_id)
+                    if (request.piece, request.parent_id) in cancelled:
+                        continue  # an endgame duplicate whose twin already arrived
+                    for loser in planner.completed(request.piece, request.parent_id):
+                        cancelled.add((loser.piece, loser.parent_id))
                     self.apply(
                         scheduler.piece_finished(
                             self.now,

@@ -289,17 +289,18 @@ class Scheduler:
             return []
         self._set_metadata(task, content_length, forced_piece_length)
         task.updated_at = now
-        for peer in task.peers.values():
-            peer.finished = Bitfield(task.piece_count)
         return []
 
     @staticmethod
     def _set_metadata(task: Task, content_length: int, forced_piece_length: int | None) -> None:
+        """Cut the task into pieces; peers registered before now get bitfields of that size."""
         length = piece_length(content_length, forced_piece_length)
         task.content_length = content_length
         task.piece_length = length
         task.piece_count = piece_count(content_length, length) if content_length else 0
         task.piece_digests = [None] * task.piece_count
+        for peer in task.peers.values():
+            peer.finished = Bitfield(task.piece_count)
 
     def _task_id(
         self, url: str, digest: str, tag: str, application: str, filtered: tuple[str, ...]
@@ -650,9 +651,20 @@ class Scheduler:
             candidates.append(candidate)
         if not candidates:
             return ()
-        chosen = evaluator.rank(candidates, peer, now, self.rng)[: config.candidate_parent_limit]
-        for parent in chosen:
+        chosen: list[Peer] = []
+        limit = config.candidate_parent_limit
+        for parent in evaluator.rank(candidates, peer, now, self.rng):
+            # Two candidates may share a host (two downloads of one task there): that host's
+            # slots count once per edge, so check again as edges are added.
+            parent_host = parent.host
+            if parent_host.upload_edges >= parent_host.upload_slots:
+                continue
             self._link(parent, peer)
+            chosen.append(parent)
+            if len(chosen) == limit:
+                break
+        if not chosen:
+            return ()
         if peer.state is PeerState.RECEIVED_NORMAL:
             peer.apply(PeerEvent.DOWNLOAD)
         self._refresh_pool(peer)
