@@ -99,7 +99,9 @@ class SchedulerMachine(RuleBasedStateMachine):
         parents = sorted(peer.parents)
         parent_id = data.draw(st.sampled_from(parents)) if parents else None
         self._carry(
-            self.scheduler.piece_finished(self.now, peer.id, piece, length=PIECE, parent_id=parent_id)
+            self.scheduler.piece_finished(
+                self.now, peer.id, piece, length=PIECE, parent_id=parent_id
+            )
         )
         if peer.finished.complete:
             self._carry(self.scheduler.peer_succeeded(self.now, peer.id))
