@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -77,6 +78,17 @@ def measure(hosts: int, running: int, seed: int) -> tuple[int, float, int]:
     return len(new_hosts), elapsed, parents
 
 
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown cpu"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, default=10_000)
@@ -100,7 +112,7 @@ def main() -> None:
                 "new_peers": decisions,
                 "parents_at_once": with_parents,
                 "python": platform.python_version(),
-                "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
+                "machine": f"{platform.machine()}, {cpu_model()}, {os.cpu_count()} cores",
             }
         )
     )
