@@ -1,0 +1,918 @@
+"""The simulation: hosts that drive the scheduling core the way runtime daemons do.
+
+One :class:`Simulation` holds a simpy environment, the :class:`~damselfly.sim.network.FlowNetwork`
+built from the topology, one :class:`~damselfly.scheduling.Scheduler`, the origin, and a
+simulated host per host node. Each simulated peer (a host's download of one task) does what
+the runtime daemon does, and nothing more:
+
+- it registers with the scheduler and carries out the decisions it gets back (``Parents``,
+  ``BackToSource``, ``TriggerSeed`` for seed hosts, ``Retry``, ``Fail``...);
+- it asks its :class:`~damselfly.scheduling.PiecePlanner` for the next (piece, parent)
+  requests, and each request becomes a flow in the network;
+- it verifies every piece (a corrupt one is reported with ``piece_failed``, which blocks the
+  parent, and fetched again elsewhere), reports finished pieces in batches, and reports
+  success; it keeps serving afterwards;
+- when its parents cannot fill its request slots (they have nothing more it lacks, or
+  they are at the planner's per-parent limit), it waits ``stall_timeout`` for them to
+  progress, then asks to be rescheduled; with no piece for ``source_timeout`` it goes back
+  to the source by itself, as the daemon does;
+- when a scheduler call fails (an outage), it goes back to the source by itself.
+
+Latency: every message between a host and the scheduler (placed at the origin) pays the
+one-way path latency; a piece request pays the round trip before its first byte.
+Children learn a parent's new pieces at once (the runtime streams them); a child that had
+free request slots is woken to plan again.
+
+No scheduling rule lives here: parents come from the Scheduler, pieces from the PiecePlanner.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import simpy
+
+from damselfly.results import PeerRecord, Result, fluid_lower_bound, utilisation_summary
+from damselfly.scheduling import (
+    AlreadyComplete,
+    BackToSource,
+    Bitfield,
+    DamselflyError,
+    Decision,
+    Fail,
+    HostKind,
+    Parents,
+    PeerEvicted,
+    PiecePlanner,
+    PieceReport,
+    PlannerConfig,
+    Scheduler,
+    SchedulerConfig,
+    TriggerSeed,
+    piece_count,
+    piece_length,
+    task_id,
+)
+from damselfly.sim.network import Flow, FlowNetwork, network_from_graph
+from damselfly.sim.workload import Content, Workload
+
+__all__ = ["SimOptions", "Simulation", "simulate"]
+
+ORIGIN_ID = "origin"
+
+# Peer states (small ints: compared on the hot path).
+WAITING = 0  # registering, or waiting for a decision
+P2P = 1  # downloading from parents
+SOURCE = 2  # downloading from the origin
+DONE = 3
+FAILED = 4
+CRASHED = 5
+
+
+class SimOptions:
+    """Knobs of the simulator itself (not of the scheduler).
+
+    - ``planner``: the PiecePlanner config every peer uses.
+    - ``evaluator`` / ``evaluator_params``: passed to the Scheduler.
+    - ``stall_timeout``: seconds a peer whose parents cannot fill its request slots (they
+      lack what it lacks, or are at their per-parent limit) waits before asking to be
+      rescheduled.
+    - ``source_timeout``: a peer that has received no piece from parents for this long goes
+      back to the source by itself (the daemon's fallback when scheduling gets it nowhere).
+    - ``rerate`` / ``quantum``: the network's re-rate mode and batching (see network).
+    - ``sample_period``: timeline period in seconds (None: about 200 samples of T_min).
+    - ``progress``: called as ``progress(finished, total, now)`` at every timeline sample.
+    """
+
+    __slots__ = (
+        "evaluator",
+        "evaluator_params",
+        "planner",
+        "progress",
+        "quantum",
+        "rerate",
+        "sample_period",
+        "source_timeout",
+        "stall_timeout",
+    )
+
+    def __init__(
+        self,
+        *,
+        planner: PlannerConfig | None = None,
+        evaluator: str = "default",
+        evaluator_params: dict[str, Any] | None = None,
+        stall_timeout: float = 1.0,
+        source_timeout: float = 10.0,
+        rerate: str = "local",
+        quantum: float = 0.0,
+        sample_period: float | None = None,
+        progress: Callable[[int, int, float], None] | None = None,
+    ) -> None:
+        self.planner = planner or PlannerConfig()
+        self.evaluator = evaluator
+        self.evaluator_params = evaluator_params
+        self.stall_timeout = stall_timeout
+        self.source_timeout = source_timeout
+        self.rerate = rerate
+        self.quantum = quantum
+        self.sample_period = sample_period
+        self.progress = progress
+
+
+class SimHost:
+    """A host node: its network index, what the scheduler is told, and its faults."""
+
+    __slots__ = (
+        "corrupt",
+        "crashed",
+        "download_rate",
+        "host_id",
+        "index",
+        "kind",
+        "latency",
+        "peers",
+        "source_class",
+        "upload_rate",
+        "uploads",
+    )
+
+    def __init__(self, host_id: str, index: int, kind: str, upload: float, download: float):
+        self.host_id = host_id
+        self.index = index
+        self.kind = kind
+        self.upload_rate = upload
+        self.download_rate = download
+        self.latency = 0.0  # one way to the scheduler
+        self.crashed = False
+        self.corrupt = False
+        self.peers: dict[str, SimPeer] = {}  # by URL
+        self.uploads: dict[int, Flow] = {}  # flows this host sends, by flow id
+        self.source_class = "origin" if kind == "origin" else ("seed" if kind == "seed" else "peer")
+
+
+class SimPeer:
+    """One host's download of one content."""
+
+    __slots__ = (
+        "children",
+        "content",
+        "flows",
+        "have",
+        "host",
+        "last_progress",
+        "length",
+        "parent_bits",
+        "parents",
+        "peer_id",
+        "piece_count",
+        "piece_length",
+        "planner",
+        "record",
+        "registered",
+        "report_armed",
+        "reports",
+        "reschedule_pending",
+        "stall_armed",
+        "starved",
+        "state",
+        "task_id",
+    )
+
+    def __init__(self, peer_id: str, host: SimHost, content: Content, planner: PiecePlanner):
+        self.peer_id = peer_id
+        self.host = host
+        self.content = content
+        self.task_id = task_id(content.url, digest=content.digest)
+        self.length = content.length
+        self.piece_length = piece_length(content.length, content.piece_length)
+        self.piece_count = piece_count(content.length, self.piece_length) if content.length else 0
+        self.have = Bitfield(self.piece_count)
+        self.planner = planner
+        self.parents: dict[str, SimPeer | SimHost] = {}
+        self.parent_bits: dict[str, Bitfield] = {}
+        self.children: dict[str, SimPeer] = {}
+        self.flows: dict[tuple[int, str], Flow] = {}
+        self.state = WAITING
+        self.last_progress = 0.0
+        self.registered = False
+        self.reports: list[PieceReport] = []
+        self.report_armed = False
+        self.reschedule_pending = False
+        self.stall_armed = False
+        self.starved = False
+        self.record = PeerRecord(
+            peer_id=peer_id, host_id=host.host_id, task=content.url, kind=host.kind
+        )
+
+
+class Simulation:
+    """One run; see the module docstring. Build it, then call :meth:`run` once."""
+
+    def __init__(
+        self,
+        topology: Any,
+        workload: Workload,
+        scheduler_config: SchedulerConfig | None = None,
+        seed: int = 0,
+        options: SimOptions | None = None,
+    ) -> None:
+        self.workload = workload
+        self.options = options or SimOptions()
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.env = simpy.Environment()
+        self.network: FlowNetwork = network_from_graph(
+            self.env, topology, rerate=self.options.rerate, quantum=self.options.quantum
+        )
+        self.scheduler = Scheduler(
+            scheduler_config,
+            evaluator=self.options.evaluator,
+            evaluator_params=self.options.evaluator_params,
+            rng=random.Random(self.rng.getrandbits(64)),
+        )
+        self.planner_rng = random.Random(self.rng.getrandbits(64))
+        self.contents = {c.url: c for c in workload.contents}
+        self.hosts: dict[str, SimHost] = {}
+        self.peers: dict[str, SimPeer] = {}
+        self.origin: SimHost | None = None
+        self._build_hosts(topology)
+        self.workload_peers: list[SimPeer] = []
+        self.unfinished = 0
+        self.done_event = self.env.event()
+        self.counters: dict[str, int] = {
+            "scheduler_errors": 0,
+            "lost_messages": 0,
+            "corrupt_pieces": 0,
+            "stall_reschedules": 0,
+            "source_timeouts": 0,
+        }
+        self.wasted_bytes = 0.0
+        self._tick_at = math.inf
+        self._tick_generation = 0
+        self.timeline: dict[str, list[float]] = {
+            "t": [],
+            "finished_peers": [],
+            "bytes_in_flight_rate": [],
+            "bytes_received": [],
+        }
+
+    # -- setup --------------------------------------------------------------------------
+
+    def _build_hosts(self, graph: Any) -> None:
+        network = self.network
+        for name, index in network.host_index.items():
+            data = graph.nodes[name]
+            role = data.get("role")
+            kind = "origin" if role == "origin" else str(data.get("kind", "normal"))
+            upload = network.capacity[2 * index]
+            download = network.capacity[2 * index + 1]
+            host = SimHost(str(name), index, kind, upload, download)
+            self.hosts[host.host_id] = host
+            if role == "origin":
+                self.origin = host
+        if self.origin is None:
+            raise ValueError("the topology has no origin node (role 'origin')")
+        origin_index = self.origin.index
+        for host in self.hosts.values():
+            if host is not self.origin:
+                host.latency = network.latency(host.index, origin_index)
+        now = 0.0
+        for name, host in self.hosts.items():
+            if host is self.origin:
+                continue
+            data = graph.nodes[name]
+            self.scheduler.announce_host(
+                now,
+                name,
+                upload_rate=host.upload_rate,
+                kind=HostKind.SEED if host.kind == "seed" else HostKind.NORMAL,
+                idc=str(data.get("idc", "")),
+                location=str(data.get("location", "")),
+                upload_slots=data.get("upload_slots"),
+            )
+
+    def _normal_hosts(self) -> list[SimHost]:
+        wanted = self.workload.hosts
+        hosts = [h for h in self.hosts.values() if h.kind == "normal"]
+        if wanted is not None:
+            chosen = set(wanted)
+            hosts = [h for h in hosts if h.host_id in chosen]
+        return hosts
+
+    def _apply_faults(self, normal: list[SimHost], horizon: float) -> None:
+        faults = self.workload.faults
+        rng = self.rng
+        network = self.network
+        if faults.slow_fraction > 0:
+            for host in rng.sample(normal, round(faults.slow_fraction * len(normal))):
+                for c in (2 * host.index, 2 * host.index + 1):
+                    network.capacity[c] *= faults.slow_factor
+                host.upload_rate *= faults.slow_factor
+                host.download_rate *= faults.slow_factor
+        if faults.corrupt_fraction > 0:
+            for host in rng.sample(normal, round(faults.corrupt_fraction * len(normal))):
+                host.corrupt = True
+        crashes = dict(faults.crash_at)
+        if faults.crash_rate > 0:
+            for host in normal:
+                at = rng.expovariate(faults.crash_rate)
+                if at < horizon and host.host_id not in crashes:
+                    crashes[host.host_id] = at
+        if faults.seed_crash_at is not None:
+            for host in self.hosts.values():
+                if host.kind == "seed":
+                    crashes.setdefault(host.host_id, faults.seed_crash_at)
+        for host_id, at in sorted(crashes.items(), key=lambda item: (item[1], item[0])):
+            if host_id not in self.hosts:
+                raise ValueError(f"crash_at names an unknown host {host_id!r}")
+            self._at(at, self._crash, self.hosts[host_id])
+
+    def _new_peer(self, host: SimHost, content: Content) -> SimPeer:
+        index = len(self.peers)
+        peer_id = f"{host.host_id}/{index}"
+        planner = PiecePlanner(
+            piece_count(content.length, piece_length(content.length, content.piece_length))
+            if content.length
+            else 0,
+            self.options.planner,
+            rng=self.planner_rng,
+        )
+        peer = SimPeer(peer_id, host, content, planner)
+        self.peers[peer_id] = peer
+        host.peers[content.url] = peer
+        return peer
+
+    # -- time helpers -------------------------------------------------------------------
+
+    def _at(self, when: float, fn: Callable[..., None], *args: Any) -> None:
+        delay = when - self.env.now
+        event = self.env.timeout(delay if delay > 0 else 0.0)
+        event.callbacks.append(lambda _event: fn(*args))
+
+    def _later(self, delay: float, fn: Callable[..., None], *args: Any) -> None:
+        event = self.env.timeout(delay)
+        event.callbacks.append(lambda _event: fn(*args))
+
+    def _scheduler_up(self) -> bool:
+        outage = self.workload.faults.scheduler_outage
+        return outage is None or not outage[0] <= self.env.now < outage[1]
+
+    # -- talking to the scheduler ---------------------------------------------------------
+
+    def _call(self, host: SimHost, fn: Callable[[], list[Decision]], on_lost: Any = None) -> None:
+        """Deliver one call to the scheduler after the host's latency and route the answer.
+
+        ``on_lost`` (a callable) runs back at the host a round trip later when the scheduler
+        is down: the daemon's call failed.
+        """
+
+        def arrive() -> None:
+            if host.crashed:
+                return
+            if not self._scheduler_up():
+                self.counters["lost_messages"] += 1
+                if on_lost is not None:
+                    self._later(host.latency, on_lost)
+                return
+            try:
+                decisions = fn()
+            except DamselflyError:
+                # The call was refused (the runtime gets a 4xx): like a lost call, the
+                # daemon falls back to what it does without a scheduler.
+                self.counters["scheduler_errors"] += 1
+                if on_lost is not None:
+                    self._later(host.latency, on_lost)
+                return
+            self._dispatch(decisions)
+            self._arm_tick()
+
+        self._later(host.latency, arrive)
+
+    def _arm_tick(self) -> None:
+        deadline = self.scheduler.next_deadline()
+        if deadline < self._tick_at:
+            self._tick_at = deadline
+            self._tick_generation += 1
+            generation = self._tick_generation
+            self._at(deadline, self._tick, generation)
+
+    def _tick(self, generation: int) -> None:
+        if generation != self._tick_generation:
+            return
+        self._tick_at = math.inf
+        if self._scheduler_up():
+            self._dispatch(self.scheduler.tick(self.env.now))
+        if self.unfinished > 0:
+            self._arm_tick()
+
+    def _dispatch(self, decisions: list[Decision]) -> None:
+        for decision in decisions:
+            if isinstance(decision, TriggerSeed):
+                host = self.hosts.get(decision.host_id)
+                if host is not None:
+                    self._later(host.latency, self._on_trigger_seed, host, decision)
+                continue
+            peer = self.peers.get(getattr(decision, "peer_id", ""))
+            if peer is None:
+                continue  # HostEvicted, or a peer the simulation never had
+            self._later(peer.host.latency, self._on_decision, peer, decision)
+
+    def _on_decision(self, peer: SimPeer, decision: Decision) -> None:
+        if peer.state >= DONE:
+            return
+        peer.reschedule_pending = False
+        if isinstance(decision, Parents):
+            self._set_parents(peer, decision.parent_ids)
+        elif isinstance(decision, BackToSource):
+            self._go_to_source(peer)
+        elif isinstance(decision, Fail):
+            self._fail(peer)
+        elif isinstance(decision, AlreadyComplete):
+            self._succeed(peer)
+        elif isinstance(decision, PeerEvicted):
+            peer.registered = False
+        # Retry: the scheduler tries again by itself; nothing to do.
+
+    def _on_trigger_seed(self, host: SimHost, decision: TriggerSeed) -> None:
+        content = self.contents.get(decision.url)
+        if host.crashed or content is None or content.url in host.peers:
+            return
+        peer = self._new_peer(host, content)
+        self._register(peer)
+
+    # -- a peer's life ------------------------------------------------------------------
+
+    def _arrive(self, peer: SimPeer) -> None:
+        if peer.host.crashed:
+            return
+        self._register(peer)
+
+    def _register(self, peer: SimPeer) -> None:
+        peer.record.registered_at = self.env.now
+        scheduler = self.scheduler
+        content = peer.content
+
+        def register() -> list[Decision]:
+            decisions = scheduler.register_peer(
+                self.env.now,
+                peer.peer_id,
+                host_id=peer.host.host_id,
+                url=content.url,
+                digest=content.digest,
+                content_length=content.length,
+                forced_piece_length=content.piece_length,
+            )
+            peer.registered = True
+            return decisions
+
+        self._call(peer.host, register, on_lost=lambda: self._go_to_source(peer))
+
+    def _set_parents(self, peer: SimPeer, parent_ids: tuple[str, ...]) -> None:
+        if peer.state == SOURCE:
+            return
+        for old_id, old in peer.parents.items():
+            if old_id not in parent_ids and isinstance(old, SimPeer):
+                old.children.pop(peer.peer_id, None)
+        parents: dict[str, SimPeer | SimHost] = {}
+        bits: dict[str, Bitfield] = {}
+        for parent_id in parent_ids:
+            parent = self.peers.get(parent_id)
+            if parent is None:
+                continue
+            parents[parent_id] = parent
+            bits[parent_id] = parent.have
+            parent.children[peer.peer_id] = peer
+        peer.parents = parents
+        peer.parent_bits = bits
+        if peer.state != P2P:
+            peer.state = P2P
+            peer.last_progress = self.env.now
+        self._pump(peer)
+
+    def _go_to_source(self, peer: SimPeer) -> None:
+        if peer.state >= DONE or peer.state == SOURCE:
+            return
+        for old in peer.parents.values():
+            if isinstance(old, SimPeer):
+                old.children.pop(peer.peer_id, None)
+        assert self.origin is not None
+        peer.parents = {ORIGIN_ID: self.origin}
+        peer.parent_bits = {ORIGIN_ID: Bitfield.full(peer.piece_count)}
+        peer.state = SOURCE
+        peer.record.back_to_source = True
+        if peer.piece_count == 0:
+            self._succeed(peer)
+            return
+        self._pump(peer)
+
+    def _pump(self, peer: SimPeer) -> None:
+        """Ask the planner for requests and start them; handle a stall."""
+        state = peer.state
+        if state != P2P and state != SOURCE:
+            return
+        planner = peer.planner
+        requests = planner.plan(peer.have, peer.parent_bits)
+        if requests:
+            network = self.network
+            start = network.start
+            on_done = self._piece_done
+            me = peer.host.index
+            length = peer.length
+            plength = peer.piece_length
+            for request in requests:
+                parent_id = request.parent_id
+                parent = peer.parents[parent_id]
+                parent_host = parent if isinstance(parent, SimHost) else parent.host
+                piece = request.piece
+                if parent_host.crashed:
+                    self._later(
+                        2 * network.latency(me, parent_host.index),
+                        self._request_failed,
+                        peer,
+                        piece,
+                        parent_id,
+                    )
+                    continue
+                size = min(plength, length - piece * plength)
+                rtt = 2.0 * network.latency(me, parent_host.index)
+                flow = start(
+                    parent_host.index,
+                    me,
+                    size,
+                    on_done,
+                    (peer, piece, parent_id, parent_host),
+                    first_byte_delay=rtt,
+                )
+                peer.flows[(piece, parent_id)] = flow
+                parent_host.uploads[flow.flow_id] = flow
+        in_flight = planner.in_flight
+        starved = in_flight < planner.config.max_in_flight
+        peer.starved = starved
+        if not starved or peer.stall_armed or peer.reschedule_pending or state == SOURCE:
+            return
+        if not peer.parents:
+            self._ask_reschedule(peer)
+        elif peer.piece_count - peer.have.count > len(peer.flows):
+            # Free request slots, and pieces it lacks that its parents cannot give now (they
+            # do not have them, or they are at their request limit): give the parents
+            # `stall_timeout` to progress, then ask the scheduler for others.
+            peer.stall_armed = True
+            self._later(self.options.stall_timeout, self._stall_check, peer)
+
+    def _stall_check(self, peer: SimPeer) -> None:
+        peer.stall_armed = False
+        if peer.state != P2P or peer.reschedule_pending:
+            return
+        if self.env.now - peer.last_progress >= self.options.source_timeout:
+            self.counters["source_timeouts"] += 1
+            self._go_to_source(peer)
+            return
+        self._pump(peer)
+        planner = peer.planner
+        if (
+            planner.in_flight < planner.config.max_in_flight
+            and peer.piece_count - peer.have.count > len(peer.flows)
+            and not peer.reschedule_pending
+        ):
+            self.counters["stall_reschedules"] += 1
+            self._ask_reschedule(peer)
+
+    def _ask_reschedule(self, peer: SimPeer) -> None:
+        if not peer.registered:
+            self._go_to_source(peer)
+            return
+        peer.reschedule_pending = True
+        scheduler = self.scheduler
+        self._call(
+            peer.host,
+            lambda: scheduler.reschedule(self.env.now, peer.peer_id),
+            on_lost=lambda: self._go_to_source(peer),
+        )
+
+    def _piece_done(self, flow: Flow) -> None:
+        peer, piece, parent_id, parent_host = flow.tag
+        del peer.flows[(piece, parent_id)]
+        del parent_host.uploads[flow.flow_id]
+        record = peer.record
+        size = int(flow.size)
+        record.bytes_from[parent_host.source_class] += size
+        if peer.state >= DONE:
+            self.wasted_bytes += size
+            return
+        if record.first_byte_at is None:
+            record.first_byte_at = flow.activated_at
+        now = self.env.now
+        if parent_host.corrupt:
+            # The digest does not match: fetch it elsewhere, and tell the scheduler so the
+            # parent is blocked.
+            self.wasted_bytes += size
+            self.counters["corrupt_pieces"] += 1
+            self._request_failed(peer, piece, parent_id)
+            return
+        planner = peer.planner
+        peer.last_progress = now
+        if not peer.have.set(piece):
+            self.wasted_bytes += size  # an endgame duplicate that won the race too late
+            planner.cancelled(piece, parent_id)
+            self._pump(peer)
+            return
+        for duplicate in planner.completed(piece, parent_id):
+            other = peer.flows.pop((piece, duplicate.parent_id), None)
+            if other is not None:
+                self._cancel(other)
+        peer.reports.append(
+            PieceReport(
+                piece=piece,
+                length=size,
+                parent_id=None if parent_id == ORIGIN_ID else parent_id,
+                duration=now - flow.started_at,
+            )
+        )
+        if not peer.report_armed:
+            peer.report_armed = True
+            self._later(0.0, self._send_reports, peer)
+        for child in peer.children.values():
+            if child.starved and not (child.have.bits >> piece) & 1:
+                self._pump(child)
+        if peer.have.count == peer.piece_count:
+            self._succeed(peer)
+        else:
+            self._pump(peer)
+
+    def _send_reports(self, peer: SimPeer) -> None:
+        """Send the batch of finished pieces (and success) in one message."""
+        peer.report_armed = False
+        reports = peer.reports
+        if not reports or not peer.registered:
+            peer.reports = []
+            return
+        peer.reports = []
+        succeeded = peer.state == DONE
+        scheduler = self.scheduler
+        peer_id = peer.peer_id
+
+        def report() -> list[Decision]:
+            now = self.env.now
+            decisions = scheduler.pieces_finished(now, peer_id, reports)
+            if succeeded:
+                decisions = decisions + scheduler.peer_succeeded(now, peer_id)
+            return decisions
+
+        self._call(peer.host, report)
+
+    def _request_failed(self, peer: SimPeer, piece: int, parent_id: str) -> None:
+        if peer.state >= DONE:
+            return
+        peer.planner.failed(piece, parent_id)
+        if peer.registered and parent_id != ORIGIN_ID:
+            scheduler = self.scheduler
+            peer.reschedule_pending = True
+            self._call(
+                peer.host,
+                lambda: scheduler.piece_failed(
+                    self.env.now, peer.peer_id, piece, parent_id=parent_id, reason="piece failed"
+                ),
+                on_lost=lambda: self._go_to_source(peer),
+            )
+        self._pump(peer)
+
+    def _succeed(self, peer: SimPeer) -> None:
+        peer.state = DONE
+        peer.record.finished_at = self.env.now
+        peer.record.outcome = "succeeded"
+        for parent in peer.parents.values():
+            if isinstance(parent, SimPeer):
+                parent.children.pop(peer.peer_id, None)
+        peer.parents = {}
+        peer.parent_bits = {}
+        if peer.registered and not peer.report_armed:
+            peer.report_armed = True
+            self._later(0.0, self._send_reports, peer)
+        if not peer.reports and peer.registered:
+            scheduler = self.scheduler
+            self._call(peer.host, lambda: scheduler.peer_succeeded(self.env.now, peer.peer_id))
+        self._peer_over(peer)
+
+    def _fail(self, peer: SimPeer) -> None:
+        peer.state = FAILED
+        peer.record.outcome = "failed"
+        self._drop_flows(peer)
+        self._peer_over(peer)
+
+    def _peer_over(self, peer: SimPeer) -> None:
+        if peer.host.kind == "normal" and peer.content.url in self.contents:
+            self.unfinished -= 1
+            if self.unfinished == 0 and not self.done_event.triggered:
+                self.done_event.succeed()
+
+    def _cancel(self, flow: Flow) -> None:
+        """Stop a piece transfer; the bytes it moved count as received, and wasted."""
+        delivered = self.network.cancel(flow)
+        child, _, _, parent_host = flow.tag
+        child.record.bytes_from[parent_host.source_class] += round(delivered)
+        self.wasted_bytes += delivered
+        parent_host.uploads.pop(flow.flow_id, None)
+
+    def _drop_flows(self, peer: SimPeer) -> None:
+        for (piece, parent_id), flow in list(peer.flows.items()):
+            self._cancel(flow)
+            peer.planner.cancelled(piece, parent_id)
+        peer.flows = {}
+
+    def _crash(self, host: SimHost) -> None:
+        if host.crashed:
+            return
+        host.crashed = True
+        now = self.env.now
+        network = self.network
+        # Children lose the pieces this host was sending; they notice after the latency.
+        for flow in list(host.uploads.values()):
+            self._cancel(flow)
+            child, piece, parent_id, _ = flow.tag
+            child.flows.pop((piece, parent_id), None)
+            self._later(
+                network.latency(host.index, child.host.index),
+                self._request_failed,
+                child,
+                piece,
+                parent_id,
+            )
+        host.uploads = {}
+        for peer in host.peers.values():
+            peer.record.crashed_at = now
+            was_over = peer.state >= DONE
+            if not was_over:
+                peer.record.outcome = "crashed"
+            self._drop_flows(peer)
+            for parent in peer.parents.values():
+                if isinstance(parent, SimPeer):
+                    parent.children.pop(peer.peer_id, None)
+            state = peer.state
+            peer.state = CRASHED
+            if state < DONE:
+                self._peer_over(peer)
+
+    # -- sampling -----------------------------------------------------------------------
+
+    def _sampler(self, period: float) -> Any:
+        network = self.network
+        timeline = self.timeline
+        total = len(self.workload_peers)
+        progress = self.options.progress
+        while True:
+            used = network.used
+            finished = total - self.unfinished
+            timeline["t"].append(self.env.now)
+            timeline["finished_peers"].append(finished)
+            timeline["bytes_in_flight_rate"].append(
+                float(sum(used[1 : 2 * len(network.host_names) : 2]))
+            )
+            timeline["bytes_received"].append(float(sum(network.bytes_received)))
+            if progress is not None:
+                progress(finished, total, self.env.now)
+            if self.unfinished <= 0:
+                return
+            yield self.env.timeout(period)
+
+    # -- the run ------------------------------------------------------------------------
+
+    def run(self) -> Result:
+        """Simulate until every downloading peer is over (or ``max_time``); return the result."""
+        wall_start = time.perf_counter()
+        env = self.env
+        workload = self.workload
+        normal = self._normal_hosts()
+        arrival_times = workload.arrivals.times(len(normal), self.rng)
+        for host, at in zip(normal, arrival_times, strict=True):
+            for content in workload.contents:
+                peer = self._new_peer(host, content)
+                self.workload_peers.append(peer)
+                self._at(at, self._arrive, peer)
+        self.unfinished = len(self.workload_peers)
+        t_min = self._lower_bound(normal)
+        last_arrival = max(arrival_times, default=0.0)
+        horizon = workload.max_time
+        if horizon is None:
+            horizon = last_arrival + 50.0 * t_min + 120.0
+        self._apply_faults(normal, horizon)
+        period = self.options.sample_period or max(t_min / 200.0, 1e-3)
+        if self.unfinished == 0:
+            self.done_event.succeed()
+        env.process(self._sampler(period))
+        env.run(until=env.any_of([self.done_event, env.timeout(horizon)]))
+        wall = time.perf_counter() - wall_start
+        return self._result(t_min, wall, horizon)
+
+    def _lower_bound(self, normal: list[SimHost]) -> float:
+        assert self.origin is not None
+        seeds = [h for h in self.hosts.values() if h.kind == "seed"]
+        uploads = [h.upload_rate for h in normal] + [h.upload_rate for h in seeds]
+        downloads = [h.download_rate for h in normal]
+        # Seeds add upload capacity but need not receive: pad downloads with normal only and
+        # count N as the normal hosts; `uploads` includes the seeds as extra helpers.
+        bound = fluid_lower_bound(
+            self.workload.content_bytes, self.origin.upload_rate, uploads, downloads
+        )
+        return bound
+
+    def _result(self, t_min: float, wall: float, horizon: float) -> Result:
+        network = self.network
+        records = [peer.record for peer in self.peers.values()]
+        normal_finishes = [
+            p.record.finished_at
+            for p in self.workload_peers
+            if p.record.outcome == "succeeded" and p.record.finished_at is not None
+        ]
+        t_last = max(normal_finishes) if normal_finishes else None
+        all_done = all(p.record.outcome == "succeeded" for p in self.workload_peers)
+        efficiency = (t_min / t_last) if (t_last and all_done) else None
+        makespan = t_last if t_last else self.env.now
+        by_class = {"origin": 0, "seed": 0, "peer": 0}
+        for record in records:
+            for key, value in record.bytes_from.items():
+                by_class[key] += value
+        content_bytes = self.workload.content_bytes
+        sent = float(sum(network.bytes_sent))
+        received = float(sum(network.bytes_received))
+        totals = {
+            "bytes_sent": sent,
+            "bytes_received": received,
+            "origin_bytes": float(by_class["origin"]),
+            "seed_bytes": float(by_class["seed"]),
+            "peer_bytes": float(by_class["peer"]),
+            "wasted_bytes": float(self.wasted_bytes),
+            "piece_transfers": network.completed_flows,
+            "origin_egress_ratio": by_class["origin"] / content_bytes if content_bytes else 0.0,
+        }
+        links = self._link_summary(makespan)
+        scenario = {
+            "hosts": len(self.hosts) - 1,
+            "peers": len(self.workload_peers),
+            "contents": [{"url": c.url, "length": c.length} for c in self.workload.contents],
+            "arrivals": self.workload.arrivals.kind,
+            "evaluator": self.options.evaluator,
+            "rerate": self.options.rerate,
+            "quantum": self.options.quantum,
+            "horizon": horizon,
+        }
+        extra = {
+            "sim_time": self.env.now,
+            "rerates": network.rerates,
+            **self.counters,
+        }
+        return Result(
+            driver="sim",
+            content_bytes=content_bytes,
+            peers=records,
+            totals=totals,
+            links=links,
+            timeline=self.timeline,
+            decisions=dict(self.scheduler.decision_counts),
+            wall_time_s=wall,
+            t_min=t_min,
+            t_last_finish=t_last,
+            efficiency=efficiency,
+            scenario=scenario,
+            seed=self.seed,
+            extra=extra,
+        )
+
+    def _link_summary(self, makespan: float) -> dict[str, Any]:
+        network = self.network
+        hosts = len(network.host_names)
+        carried = np.asarray(network.carried_bytes, dtype=float)
+        capacity = np.asarray(network.capacity, dtype=float)
+        span = makespan if makespan > 0 else 1.0
+        utilisation = carried / capacity / span
+        summary: dict[str, Any] = {
+            "host_upload": utilisation_summary(utilisation[0 : 2 * hosts : 2]),
+            "host_download": utilisation_summary(utilisation[1 : 2 * hosts : 2]),
+            "link": utilisation_summary(utilisation[2 * hosts :]),
+        }
+        order = np.argsort(-utilisation, kind="stable")[:20]
+        summary["busiest"] = [
+            {"name": network.constraint_name[i], "mean_utilisation": float(utilisation[i])}
+            for i in order
+        ]
+        return summary
+
+
+def simulate(
+    topology: Any,
+    workload: Workload,
+    scheduler_config: SchedulerConfig | None = None,
+    seed: int = 0,
+    options: SimOptions | None = None,
+) -> Result:
+    """Simulate ``workload`` on ``topology`` (a networkx graph, see damselfly.topologies)
+    under ``scheduler_config``; the same arguments give the same result (wall time aside).
+
+    Raises ValueError on a topology without an origin or a workload naming unknown hosts.
+    """
+    return Simulation(topology, workload, scheduler_config, seed, options).run()

@@ -1,0 +1,186 @@
+"""The simulator end to end, on cases whose answer is known."""
+
+from __future__ import annotations
+
+import json
+
+import networkx as nx
+import pytest
+
+from damselfly.results import Result
+from damselfly.scheduling import SchedulerConfig
+from damselfly.sim import SimOptions, Simulation, simulate
+from damselfly.sim.workload import Arrivals, Faults, Workload, image
+
+MiB = 1024 * 1024
+LATENCY = 0.001  # one way, per edge
+
+
+def flat(n: int, nic: float, origin_rate: float, seeds: int = 0, latency: float = LATENCY):
+    g = nx.Graph()
+    g.add_node("switch", role="switch")
+    g.add_node("origin", role="origin", upload_rate=origin_rate)
+    g.add_edge("origin", "switch", capacity=origin_rate, latency=latency)
+    hosts = [(f"seed-{i}", "seed") for i in range(seeds)] + [(f"h{i}", "normal") for i in range(n)]
+    for name, kind in hosts:
+        g.add_node(
+            name,
+            role="host",
+            kind=kind,
+            idc="a",
+            location="a|b",
+            upload_rate=nic,
+            download_rate=nic,
+        )
+        g.add_edge(name, "switch", capacity=nic, latency=latency)
+    return g
+
+
+def test_one_peer_alone_takes_size_over_the_narrowest_rate() -> None:
+    g = flat(1, 50e6, 100e6)
+    result = simulate(g, Workload.file(64 * MiB), seed=1)
+    (peer,) = result.peers
+    assert peer.outcome == "succeeded" and peer.back_to_source
+    # Register (one way) and its answer (one way), then the first piece's round trip: 8 ms.
+    latency_terms = 4 * 2 * LATENCY
+    expected = latency_terms + 64 * MiB / 50e6
+    assert peer.finished_at == pytest.approx(expected, rel=0.01)
+    assert result.efficiency is not None and result.efficiency <= 1.0
+    assert result.totals["origin_bytes"] == 64 * MiB
+
+
+def test_all_back_to_source_is_limited_by_the_origin() -> None:
+    n, size, origin_rate = 20, 32 * MiB, 100e6
+    g = flat(n, 1e9, origin_rate)
+    config = SchedulerConfig(enable_peer_to_peer=False)
+    result = simulate(g, Workload.file(size), config, seed=2)
+    assert result.outcomes("normal")["succeeded"] == n
+    assert result.t_last_finish == pytest.approx(n * size / origin_rate, rel=0.02)
+    assert result.totals["origin_egress_ratio"] == pytest.approx(n)
+    assert result.efficiency is not None and result.efficiency <= 1.0
+
+
+def run(n: int = 30, size: int = 64 * MiB, seeds: int = 1, seed: int = 3, **workload_args):
+    g = flat(n, 125e6, 1250e6, seeds=seeds)
+    sim = Simulation(g, Workload.file(size, **workload_args), SchedulerConfig(), seed)
+    return sim, sim.run()
+
+
+@pytest.mark.parametrize(("seeds", "seed"), [(0, 1), (1, 2), (2, 3)])
+def test_swarms_obey_physics_and_conserve_bytes(seeds: int, seed: int) -> None:
+    sim, result = run(n=25, seeds=seeds, seed=seed)
+    assert result.outcomes("normal")["succeeded"] == 25
+    assert result.efficiency is not None and 0.0 < result.efficiency <= 1.0
+    totals = result.totals
+    assert totals["bytes_sent"] == pytest.approx(totals["bytes_received"], rel=1e-12)
+    received = sum(sum(p.bytes_from.values()) for p in result.peers)
+    assert totals["bytes_received"] == pytest.approx(received, rel=1e-6)  # partial bytes: ints
+    for peer in sim.peers.values():
+        assert peer.have.count == peer.piece_count
+    # Every finished peer received at least the content; the excess is waste.
+    useful = (
+        sum(
+            p.bytes_from["origin"] + p.bytes_from["seed"] + p.bytes_from["peer"]
+            for p in result.peers
+        )
+        - totals["wasted_bytes"]
+    )
+    assert useful == pytest.approx(len(result.peers) * 64 * MiB, rel=1e-6)
+    if seeds:
+        assert result.decisions.get("TriggerSeed", 0) == 1
+        assert totals["origin_egress_ratio"] == pytest.approx(1.0)
+
+
+def test_same_seed_same_json_other_seed_differs() -> None:
+    def document(seed: int) -> dict:
+        _, result = run(n=15, seed=seed)
+        data = json.loads(result.to_json())
+        data.pop("wall_time_s")
+        return data
+
+    first = document(7)
+    assert document(7) == first
+    assert document(8) != first
+
+
+def test_result_json_round_trips() -> None:
+    _, result = run(n=5)
+    again = Result.from_json(result.to_json())
+    assert again.to_json() == result.to_json()
+
+
+def test_crashed_hosts_are_accounted_for() -> None:
+    faults = Faults(crash_at={"h0": 0.3, "h1": 0.6}, crash_rate=0.01)
+    _sim, result = run(n=20, faults=faults)
+    outcomes = result.outcomes()
+    assert outcomes["crashed"] >= 2
+    assert sum(outcomes.values()) == len(result.peers)
+    crashed = {p.host_id for p in result.peers if p.outcome == "crashed"}
+    assert {"h0", "h1"} <= crashed
+    assert outcomes["succeeded"] + outcomes["crashed"] == len(result.peers)
+    assert result.totals["bytes_sent"] == pytest.approx(result.totals["bytes_received"])
+
+
+def test_a_failing_seed_does_not_stop_the_swarm() -> None:
+    _sim, result = run(n=15, faults=Faults(seed_crash_at=0.5))
+    assert result.outcomes("normal")["succeeded"] == 15
+    seed_record = next(p for p in result.peers if p.kind == "seed")
+    assert seed_record.crashed_at == pytest.approx(0.5)
+
+
+def test_scheduler_outage_sends_peers_back_to_the_source() -> None:
+    faults = Faults(scheduler_outage=(0.0, 5.0))
+    _sim, result = run(n=10, faults=faults)
+    assert result.outcomes("normal")["succeeded"] == 10
+    assert all(p.back_to_source for p in result.peers if p.kind == "normal")
+    assert result.extra["lost_messages"] >= 10
+    assert result.totals["origin_egress_ratio"] == pytest.approx(10.0)
+
+
+def test_corrupt_pieces_are_refetched_and_the_parent_blocked() -> None:
+    sim, result = run(n=20, faults=Faults(corrupt_fraction=0.2), seed=5)
+    assert result.extra["corrupt_pieces"] > 0
+    assert result.outcomes("normal")["succeeded"] == 20
+    for peer in sim.peers.values():
+        assert peer.have.count == peer.piece_count
+    # The scheduler blocked the corrupt parents for the peers that saw them.
+    corrupt = {h.host_id for h in sim.hosts.values() if h.corrupt}
+    blocked = set()
+    for core_peer in sim.scheduler.peers.values():
+        blocked |= {pid.split("/")[0] for pid in core_peer.blocked}
+    assert blocked and blocked <= corrupt
+
+
+def test_slow_hosts_finish_later() -> None:
+    sim, result = run(n=20, faults=Faults(slow_fraction=0.25, slow_factor=0.2), seed=4)
+    assert result.outcomes("normal")["succeeded"] == 20
+    slow = {h.host_id for h in sim.hosts.values() if h.kind == "normal" and h.upload_rate < 125e6}
+    assert len(slow) == 5
+    assert result.efficiency is not None and result.efficiency <= 1.0
+
+
+def test_image_layers_and_poisson_arrivals() -> None:
+    layers = image("app", [8 * MiB, 24 * MiB, 1 * MiB])
+    workload = Workload(contents=layers, arrivals=Arrivals(kind="poisson", rate=20.0))
+    g = flat(12, 125e6, 1250e6, seeds=1)
+    result = simulate(g, workload, seed=6)
+    assert result.outcomes("normal")["succeeded"] == 12 * 3
+    assert result.content_bytes == 33 * MiB
+    registered = sorted({p.registered_at for p in result.peers if p.kind == "normal"})
+    assert len(registered) == 12  # one arrival per host, its three layers at once
+    assert result.efficiency is not None and result.efficiency <= 1.0
+
+
+def test_linear_ramp_spreads_registrations() -> None:
+    _, result = run(n=10, arrivals=Arrivals(kind="ramp", duration=2.0))
+    times = sorted(p.registered_at for p in result.peers if p.kind == "normal")
+    assert times[0] == 0.0 and times[-1] == pytest.approx(1.8)
+
+
+def test_options_reach_the_network_and_a_bound_stops_the_run() -> None:
+    g = flat(5, 125e6, 1250e6, seeds=1)
+    options = SimOptions(rerate="component", sample_period=0.1)
+    result = simulate(g, Workload.file(64 * MiB, max_time=0.2), seed=1, options=options)
+    assert result.outcomes("normal")["unfinished"] == 5
+    assert result.efficiency is None
+    assert result.scenario["rerate"] == "component"
