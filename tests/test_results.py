@@ -91,7 +91,7 @@ def test_fluid_lower_bound_takes_the_largest_term() -> None:
     # Origin-bound, download-bound, and swarm-bound cases.
     assert fluid_lower_bound(100, 10.0, [1000.0], [1000.0]) == 10.0
     assert fluid_lower_bound(100, 1000.0, [1000.0, 1000.0], [1000.0, 5.0]) == 20.0
-    assert fluid_lower_bound(100, 10.0, [10.0] * 9, [1e9] * 9) == pytest.approx(900 / 100)
+    assert fluid_lower_bound(100, 100.0, [10.0] * 9, [1e9] * 9) == pytest.approx(900 / 190)
     assert fluid_lower_bound(0, 1.0, [], []) == 0.0
 
 
