@@ -24,16 +24,18 @@ from damselfly import __version__
 # `damselfly --help` lists every command without importing its module.
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "sim": ("damselfly.cli.sim", "sim", "Simulate a distribution on a network and summarise it."),
-    "scenarios": ("damselfly.cli.scenarios", "scenarios", "List and show the built-in scenarios."),
-    "sweep": ("damselfly.cli.scenarios", "sweep", "Run every cell of a scenario's grid."),
     "report": ("damselfly.cli.reports", "report", "Write an HTML and Markdown report of results."),
-    "plan": ("damselfly.cli.reports", "plan", "Find the smallest knob value that meets a target."),
-    "compare": ("damselfly.cli.reports", "compare", "Compare evaluators on the same seeds."),
     "scheduler": ("damselfly.cli.runtime", "scheduler", "Run the scheduler service."),
     "daemon": ("damselfly.cli.runtime", "daemon", "Run the peer daemon on this node."),
     "get": ("damselfly.cli.runtime", "get", "Download a URL through the peer-to-peer network."),
     "cluster": ("damselfly.cli.runtime", "cluster", "Start or stop a local cluster on loopback."),
 }
+
+
+class InputError(click.ClickException):
+    """Bad input from the user (a file, a flag value): one line on stderr and exit 2."""
+
+    exit_code = 2
 
 
 class LazyGroup(click.Group):
@@ -46,9 +48,8 @@ class LazyGroup(click.Group):
         if cmd_name not in COMMANDS or not self._available(cmd_name):
             return None
         module_name, attribute, _ = COMMANDS[cmd_name]
-        command = getattr(importlib.import_module(module_name), attribute)
-        assert isinstance(command, click.Command)
-        return command
+        command = getattr(importlib.import_module(module_name), attribute, None)
+        return command if isinstance(command, click.Command) else None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
