@@ -1,0 +1,183 @@
+"""`damselfly sim`: simulate a rollout on a built-in flat network and summarise it.
+
+Thin: parse the flags (human units through damselfly.units), build the flat topology and
+the workload, call damselfly.sim.simulate, print a table, optionally write the JSON result.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from damselfly.units import (
+    UnitError,
+    format_duration,
+    format_rate,
+    format_size,
+    parse_duration,
+    parse_rate,
+    parse_size,
+)
+
+# A run longer than this shows a progress bar.
+PROGRESS_AFTER_S = 2.0
+
+
+@click.command("sim")
+@click.option(
+    "--peers",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Normal hosts that download the content.",
+)
+@click.option("--size", default="1GiB", show_default=True, help="Content size, e.g. 2GiB.")
+@click.option(
+    "--seeds", type=click.IntRange(min=0), default=1, show_default=True, help="Seed peers."
+)
+@click.option(
+    "--evaluator", default="default", show_default=True, help="Parent evaluator, by name."
+)
+@click.option(
+    "--seed",
+    "random_seed",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Random seed: the same seed gives the same result.",
+)
+@click.option(
+    "--host-rate",
+    default="1Gbit/s",
+    show_default=True,
+    help="Upload and download rate of every host.",
+)
+@click.option(
+    "--origin-rate", default="10Gbit/s", show_default=True, help="Upload rate of the origin."
+)
+@click.option(
+    "--latency", default="0.25ms", show_default=True, help="One-way latency of every access link."
+)
+@click.option("--no-p2p", is_flag=True, help="Send every peer to the origin (a baseline).")
+@click.option(
+    "--out", type=click.Path(dir_okay=False, writable=True), help="Write the JSON result here."
+)
+def sim(
+    peers: int,
+    size: str,
+    seeds: int,
+    evaluator: str,
+    random_seed: int,
+    host_rate: str,
+    origin_rate: str,
+    latency: str,
+    no_p2p: bool,
+    out: str | None,
+) -> None:
+    """Simulate distributing one file to PEERS hosts on a flat network."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from damselfly.scheduling import DamselflyError, SchedulerConfig, evaluator_names
+    from damselfly.sim import SimOptions, Workload, flat_topology, simulate
+
+    try:
+        content_length = parse_size(size)
+        rate = parse_rate(host_rate)
+        origin = parse_rate(origin_rate)
+        one_way = parse_duration(latency)
+    except UnitError as error:
+        raise click.BadParameter(str(error)) from None
+    if evaluator not in evaluator_names():
+        raise click.BadParameter(
+            f"unknown evaluator {evaluator!r} (known: {', '.join(evaluator_names())})",
+            param_hint="--evaluator",
+        )
+    if rate <= 0 or origin <= 0:
+        raise click.BadParameter("rates must be > 0")
+
+    console = Console(stderr=True)
+    progress = Progress(
+        TextColumn("simulating"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} peers done, t={task.fields[now]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+    bar = progress.add_task("sim", total=peers, now="0 s", visible=False)
+    started = time.perf_counter()
+    shown = False
+
+    def report(finished: int, total: int, now: float) -> None:
+        nonlocal shown
+        if not shown and time.perf_counter() - started > PROGRESS_AFTER_S:
+            shown = True
+            progress.start()
+            progress.update(bar, visible=True)
+        if shown:
+            progress.update(bar, completed=finished, now=format_duration(now))
+
+    graph = flat_topology(peers, rate, rate, one_way, origin, seeds)
+    workload = Workload.file(content_length)
+    config = SchedulerConfig(enable_peer_to_peer=not no_p2p)
+    options = SimOptions(evaluator=evaluator, progress=report)
+    try:
+        result = simulate(graph, workload, config, seed=random_seed, options=options)
+    except (DamselflyError, ValueError) as error:
+        click.echo(f"damselfly sim: {error}", err=True)
+        sys.exit(1)
+    finally:
+        if shown:
+            progress.stop()
+
+    outcomes = result.outcomes("normal")
+    times = result.finish_times()
+    table = Table(
+        title=f"{peers} peers, {format_size(content_length)}, {seeds} seed(s), "
+        f"evaluator {evaluator}, seed {random_seed}"
+    )
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    rows = [
+        (
+            "succeeded / failed / crashed",
+            f"{outcomes['succeeded']} / {outcomes['failed']} / {outcomes['crashed']}",
+        ),
+        ("first finish", format_duration(float(times[0])) if len(times) else "never"),
+        (
+            "median finish",
+            format_duration(float(times[len(times) // 2])) if len(times) else "never",
+        ),
+        ("last finish", format_duration(result.t_last_finish or float("inf"))),
+        ("fluid lower bound T_min", format_duration(result.t_min)),
+        (
+            "efficiency (T_min / last)",
+            "-" if result.efficiency is None else f"{result.efficiency:.3f}",
+        ),
+        ("origin egress / content", f"{result.totals['origin_egress_ratio']:.2f}"),
+        (
+            "bytes from origin / seed / peer",
+            " / ".join(
+                format_size(result.totals[k]) for k in ("origin_bytes", "seed_bytes", "peer_bytes")
+            ),
+        ),
+        ("mean host upload use", f"{result.links['host_upload']['mean']:.1%}"),
+        ("host rate / origin rate", f"{format_rate(rate)} / {format_rate(origin)}"),
+        ("decisions", ", ".join(f"{k} {v}" for k, v in sorted(result.decisions.items()))),
+        ("piece transfers", f"{result.totals['piece_transfers']:,}"),
+        ("wall time", format_duration(result.wall_time_s)),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    Console().print(table)
+    if out:
+        try:
+            result.write(out)
+        except OSError as error:
+            click.echo(f"damselfly sim: cannot write {out}: {error.strerror}", err=True)
+            sys.exit(1)
+        click.echo(f"wrote {out}")
