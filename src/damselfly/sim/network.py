@@ -481,35 +481,66 @@ class FlowNetwork:
             return
         capacity = self.capacity
         used = self.used
-        # Bounds from the other end of each flow; parallel flows to the same other end
-        # split what it leaves free (they are identical flows, so max-min splits equally).
         up_list = list(up_flows.values())
         down_list = list(down_flows.values())
-        up_bounds = _end_bounds(up_list, 1, download, capacity, used)
-        down_bounds = _end_bounds(down_list, 0, upload, capacity, used)
+        # Flows from this sender to this receiver cross both constraints.
+        shared = up_flows.keys() & down_flows.keys() if up_list and down_list else ()
+        # Bounds from the other end of each flow: what it leaves free to the flow.
+        up_bounds = _end_bounds(up_list, 1, capacity, used, shared)
+        down_bounds = _end_bounds(down_list, 0, capacity, used, shared)
         level_up = _water_level(capacity[upload], up_bounds)
         level_down = _water_level(capacity[download], down_bounds)
-        new_up = [b if b < level_up else level_up for b in up_bounds]
+        if not shared:
+            # Independent: each side is one water-filling.
+            self._apply_pair(up_list, up_bounds, level_up, now)
+            self._apply_pair(down_list, down_bounds, level_down, now)
+            return
+        # Progressive filling saturates the lower level first; its shared flows are then
+        # fixed for the other side (their rate is at most the lower level, so the other
+        # side's level can only rise: the order is consistent).
         if level_up <= level_down:
-            # The upload binds first; flows crossing both are now fixed for the download.
-            if up_list and down_list:
-                shared = {f.flow_id: r for f, r in zip(up_list, new_up, strict=True)}
-                down_bounds = [
-                    shared.get(f.flow_id, b) for f, b in zip(down_list, down_bounds, strict=True)
-                ]
-                level_down = _water_level(capacity[download], down_bounds)
-            new_down = [b if b < level_down else level_down for b in down_bounds]
+            fixed = {f.flow_id: min(b, level_up) for f, b in zip(up_list, up_bounds, strict=True)}
+            down_bounds = [
+                fixed[f.flow_id] if f.flow_id in shared else b
+                for f, b in zip(down_list, down_bounds, strict=True)
+            ]
+            level_down = _water_level(capacity[download], down_bounds)
         else:
-            new_down = [b if b < level_down else level_down for b in down_bounds]
-            if up_list and down_list:
-                shared = {f.flow_id: r for f, r in zip(down_list, new_down, strict=True)}
-                up_bounds = [
-                    shared.get(f.flow_id, b) for f, b in zip(up_list, up_bounds, strict=True)
-                ]
-                level_up = _water_level(capacity[upload], up_bounds)
-                new_up = [b if b < level_up else level_up for b in up_bounds]
-        self._apply(up_list, new_up, now)
-        self._apply(down_list, new_down, now)
+            fixed = {
+                f.flow_id: min(b, level_down) for f, b in zip(down_list, down_bounds, strict=True)
+            }
+            up_bounds = [
+                fixed[f.flow_id] if f.flow_id in shared else b
+                for f, b in zip(up_list, up_bounds, strict=True)
+            ]
+            level_up = _water_level(capacity[upload], up_bounds)
+        self._apply_pair(up_list, up_bounds, level_up, now)
+        # Shared flows already hold their rate; the download side leaves them as they are.
+        self._apply_pair(down_list, down_bounds, level_down, now)
+
+    def _apply_pair(self, flows: list[Flow], bounds: list[float], level: float, now: float) -> None:
+        """Give each flow ``min(bound, level)``; flows crossing exactly two constraints."""
+        used = self.used
+        heap = self._heap
+        for flow, bound in zip(flows, bounds, strict=True):
+            rate = bound if bound < level else level
+            old = flow.rate
+            if rate == old:
+                continue
+            done = flow.done_bytes + old * (now - flow.mark_time)
+            flow.done_bytes = done
+            flow.mark_time = now
+            flow.rate = rate
+            delta = rate - old
+            up, down = flow.constraints
+            used[up] += delta
+            used[down] += delta
+            if rate > 0.0:
+                finish = now + (flow.size - done) / rate
+                if finish < flow.heap_time:
+                    flow.heap_time = finish
+                    self._seq += 1
+                    heapq.heappush(heap, (finish, self._seq, flow))
 
     def _apply(self, flows: list[Flow], rates: list[float], now: float) -> None:
         """Give ``flows`` their new ``rates``: move progress marks, keep ``used`` exact."""
@@ -595,29 +626,35 @@ class FlowNetwork:
 
 
 def _end_bounds(
-    flows: list[Flow], end: int, both: int, capacity: list[float], used: list[float]
+    flows: list[Flow], end: int, capacity: list[float], used: list[float], shared: Any
 ) -> list[float]:
-    """Per flow, what its constraint ``flows[i].constraints[end]`` leaves it free.
+    """Per flow, what its constraint ``flow.constraints[end]`` leaves it free.
 
-    A flow whose other end is ``both`` (it crosses both re-rated constraints) is unbounded.
-    Parallel flows sharing their other end split its free capacity equally.
+    Flows in ``shared`` (ids of flows crossing both re-rated constraints) are unbounded.
+    Parallel flows sharing their other end split its free capacity equally (they are
+    identical flows, so max-min gives them equal rates).
     """
+    if not flows:
+        return []
     others = [f.constraints[end] for f in flows]
     if len(set(others)) == len(others):
-        return [
-            _INF if c == both else capacity[c] - used[c] + f.rate
-            for f, c in zip(flows, others, strict=True)
-        ]
-    free: dict[int, float] = {}
-    count: dict[int, int] = {}
-    for f, c in zip(flows, others, strict=True):
-        if c in free:
-            free[c] += f.rate
-            count[c] += 1
-        else:
-            free[c] = capacity[c] - used[c] + f.rate
-            count[c] = 1
-    return [_INF if c == both else free[c] / count[c] for c in others]
+        bounds = [capacity[c] - used[c] + f.rate for f, c in zip(flows, others, strict=True)]
+    else:
+        free: dict[int, float] = {}
+        count: dict[int, int] = {}
+        for f, c in zip(flows, others, strict=True):
+            if c in free:
+                free[c] += f.rate
+                count[c] += 1
+            else:
+                free[c] = capacity[c] - used[c] + f.rate
+                count[c] = 1
+        bounds = [free[c] / count[c] for c in others]
+    if shared:
+        for i, f in enumerate(flows):
+            if f.flow_id in shared:
+                bounds[i] = _INF
+    return bounds
 
 
 def _water_level(capacity: float, bounds: list[float]) -> float:
