@@ -116,11 +116,13 @@ BAD_FILES = [
         "faults.crash_fraction: expected crash_at",
     ),
     (
-        "[hosts]\ncount = 10\nmix = { '10Gbit/s' = 0.7, '1Gbit/s' = 0.2 }\n[content]\nsize = '1GiB'\n",
+        "[hosts]\ncount = 10\nmix = { '10Gbit/s' = 0.7, '1Gbit/s' = 0.2 }\n"
+        "[content]\nsize = '1GiB'\n",
         "hosts.mix: expected shares that add up to 1",
     ),
     (
-        "[hosts]\ncount = 10\n[content]\nsize = '1GiB'\n[faults]\nscheduler_outage = ['40s', '10s']\n",
+        "[hosts]\ncount = 10\n[content]\nsize = '1GiB'\n"
+        "[faults]\nscheduler_outage = ['40s', '10s']\n",
         "faults.scheduler_outage: expected an end after the start",
     ),
     (
