@@ -175,7 +175,7 @@ class SimPeer:
         "planner",
         "record",
         "registered",
-        "report_armed",
+        "report_time",
         "reports",
         "reschedule_pending",
         "stall_armed",
@@ -201,8 +201,8 @@ class SimPeer:
         self.state = WAITING
         self.last_progress = 0.0
         self.registered = False
-        self.reports: list[PieceReport] = []
-        self.report_armed = False
+        self.reports: list[PieceReport] = []  # the batch leaving at `report_time`
+        self.report_time = -1.0
         self.reschedule_pending = False
         self.stall_armed = False
         self.starved = False
@@ -626,17 +626,16 @@ class Simulation:
             other = peer.flows.pop((piece, duplicate.parent_id), None)
             if other is not None:
                 self._cancel(other)
-        peer.reports.append(
-            PieceReport(
-                piece=piece,
-                length=size,
-                parent_id=None if parent_id == ORIGIN_ID else parent_id,
-                duration=now - flow.started_at,
-            )
+        report = PieceReport(
+            piece=piece,
+            length=size,
+            parent_id=None if parent_id == ORIGIN_ID else parent_id,
+            duration=now - flow.started_at,
         )
-        if not peer.report_armed:
-            peer.report_armed = True
-            self._later(0.0, self._send_reports, peer)
+        if peer.report_time == now:
+            peer.reports.append(report)  # rides in the message leaving now
+        elif peer.registered:
+            self._send_reports(peer, report, now)
         for child in peer.children.values():
             if child.starved and not (child.have.bits >> piece) & 1:
                 self._pump(child)
@@ -645,26 +644,15 @@ class Simulation:
         else:
             self._pump(peer)
 
-    def _send_reports(self, peer: SimPeer) -> None:
-        """Send the batch of finished pieces (and success) in one message."""
-        peer.report_armed = False
-        reports = peer.reports
-        if not reports or not peer.registered:
-            peer.reports = []
-            return
-        peer.reports = []
-        succeeded = peer.state == DONE
+    def _send_reports(self, peer: SimPeer, report: PieceReport, now: float) -> None:
+        """Open a batch of finished pieces: one message, carrying every piece that finishes
+        at this same instant (what a daemon batches)."""
+        batch = [report]
+        peer.reports = batch
+        peer.report_time = now
         scheduler = self.scheduler
         peer_id = peer.peer_id
-
-        def report() -> list[Decision]:
-            now = self.env.now
-            decisions = scheduler.pieces_finished(now, peer_id, reports)
-            if succeeded:
-                decisions = decisions + scheduler.peer_succeeded(now, peer_id)
-            return decisions
-
-        self._call(peer.host, report)
+        self._call(peer.host, lambda: scheduler.pieces_finished(self.env.now, peer_id, batch))
 
     def _request_failed(self, peer: SimPeer, piece: int, parent_id: str) -> None:
         if peer.state >= DONE:
@@ -691,10 +679,8 @@ class Simulation:
                 parent.children.pop(peer.peer_id, None)
         peer.parents = {}
         peer.parent_bits = {}
-        if peer.registered and not peer.report_armed:
-            peer.report_armed = True
-            self._later(0.0, self._send_reports, peer)
-        if not peer.reports and peer.registered:
+        if peer.registered:
+            # Sent after the last batch of pieces, so it reaches the scheduler after it.
             scheduler = self.scheduler
             self._call(peer.host, lambda: scheduler.peer_succeeded(self.env.now, peer.peer_id))
         self._peer_over(peer)
