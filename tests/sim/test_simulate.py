@@ -184,3 +184,16 @@ def test_options_reach_the_network_and_a_bound_stops_the_run() -> None:
     assert result.outcomes("normal")["unfinished"] == 5
     assert result.efficiency is None
     assert result.scenario["rerate"] == "component"
+
+
+@pytest.mark.slow
+def test_default_evaluator_is_efficient_on_a_thousand_homogeneous_peers() -> None:
+    g = flat(1000, 125e6, 1250e6, seeds=1, latency=0.000125)
+    result = simulate(g, Workload.file(256 * MiB), seed=1)
+    assert result.outcomes("normal")["succeeded"] == 1000
+    assert result.efficiency is not None and result.efficiency <= 1.0
+    if result.efficiency < 0.8:
+        # The target; the default scheduling does not reach it yet (a slow start on
+        # one seed, and a parent DAG of 3 parents that leaves half the uploads idle): see
+        # docs/benchmarks.md. Physics (<= 1) is still enforced above.
+        pytest.xfail(f"efficiency {result.efficiency:.2f} < 0.8 with the default scheduling")
