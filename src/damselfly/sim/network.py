@@ -69,6 +69,11 @@ __all__ = ["Flow", "FlowNetwork", "FlowState"]
 # 10 Gbit/s it is about 1 byte.
 _TIME_TOLERANCE = 1e-9
 _INF = math.inf
+# A constraint counts as saturated when its use is within this factor of its capacity.
+_SATURATED = 1.0 - 1e-9
+_UP_SIDE = 1
+_DOWN_SIDE = 2
+_BOTH_SIDES = 3
 
 
 class FlowState:
@@ -177,7 +182,8 @@ class FlowNetwork:
         self._has_links = False
         self._dirty: dict[int, None] = {}
         # (upload, download) pairs of flows that crossed no link (the flat-network case).
-        self._dirty_pairs: dict[tuple[int, ...], None] = {}
+        # and which sides of them need a re-rate (bit 1: the upload, bit 2: the download).
+        self._dirty_pairs: dict[tuple[int, ...], int] = {}
         self._timer_at = _INF
         self._timer_generation = 0
         self._last_rerate = -_INF
@@ -302,18 +308,34 @@ class FlowNetwork:
         flows_on = self.flows_on
         carried = self.carried_bytes
         constraints = flow.constraints
+        if len(constraints) == 2:
+            self._mark_pair_after_removal(constraints)
         for c in constraints:
             del flows_on[c][fid]
             used[c] -= rate
             carried[c] += delivered
-        if len(constraints) == 2:
-            self._dirty_pairs[constraints] = None
-        else:
+        if len(constraints) != 2:
             self._dirty.update(dict.fromkeys(constraints))
         self.bytes_sent[flow.src] += delivered
         self.bytes_received[flow.dst] += delivered
         self.active_flows -= 1
         self._request_rerate()
+
+    def _mark_pair_after_removal(self, pair: tuple[int, ...]) -> None:
+        """A flow is about to leave ``pair``: only a saturated side can give its share to
+        the flows left there (on an unsaturated side, every flow is held by its other end,
+        which this removal does not change), so only saturated sides are re-rated."""
+        used = self.used
+        capacity = self.capacity
+        up, down = pair
+        sides = 0
+        if used[up] >= capacity[up] * _SATURATED:
+            sides = _UP_SIDE
+        if used[down] >= capacity[down] * _SATURATED:
+            sides |= _DOWN_SIDE
+        if sides:
+            dirty = self._dirty_pairs
+            dirty[pair] = dirty.get(pair, 0) | sides
 
     def _mark_dirty(self, constraint: int) -> None:
         self._dirty[constraint] = None
@@ -393,7 +415,7 @@ class FlowNetwork:
         for c in constraints:
             flows_on[c][fid] = flow
         if len(constraints) == 2:
-            self._dirty_pairs[constraints] = None
+            self._dirty_pairs[constraints] = _BOTH_SIDES
         else:
             self._dirty.update(dict.fromkeys(constraints))
         self.active_flows += 1
@@ -408,13 +430,13 @@ class FlowNetwork:
         flows_on = self.flows_on
         carried = self.carried_bytes
         constraints = flow.constraints
+        if len(constraints) == 2:
+            self._mark_pair_after_removal(constraints)
         for c in constraints:
             del flows_on[c][fid]
             used[c] -= rate
             carried[c] += size
-        if len(constraints) == 2:
-            self._dirty_pairs[constraints] = None
-        else:
+        if len(constraints) != 2:
             self._dirty.update(dict.fromkeys(constraints))
         flow.rate = 0.0
         flow.heap_time = _INF
@@ -454,8 +476,11 @@ class FlowNetwork:
             self._dirty = {}
             self._rerate_constraints(dirty, now)
             return
-        for upload, download in pairs:
-            self._rerate_pair(upload, download, now)
+        for (upload, download), sides in pairs.items():
+            if sides == _BOTH_SIDES:
+                self._rerate_pair(upload, download, now)
+            else:
+                self._rerate_side(upload if sides == _UP_SIDE else download, sides, now)
         if self._dirty:
             dirty = list(self._dirty)
             self._dirty = {}
@@ -517,6 +542,19 @@ class FlowNetwork:
         self._apply_pair(up_list, up_bounds, level_up, now)
         # Shared flows already hold their rate; the download side leaves them as they are.
         self._apply_pair(down_list, down_bounds, level_down, now)
+
+    def _rerate_side(self, constraint: int, side: int, now: float) -> None:
+        """Max-min on one constraint alone, every other constraint held (a removal)."""
+        flows = list(self.flows_on[constraint].values())
+        if not flows:
+            return
+        if self._has_links:
+            self._rerate_constraints([constraint], now)
+            return
+        # Flows on an upload are bounded by their receivers (constraints[1]), and the
+        # other way round.
+        bounds = _end_bounds(flows, 1 if side == _UP_SIDE else 0, self.capacity, self.used, ())
+        self._apply_pair(flows, bounds, _water_level(self.capacity[constraint], bounds), now)
 
     def _apply_pair(self, flows: list[Flow], bounds: list[float], level: float, now: float) -> None:
         """Give each flow ``min(bound, level)``; flows crossing exactly two constraints."""
