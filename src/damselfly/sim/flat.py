@@ -28,7 +28,14 @@ def flat_topology(
     except ImportError:
         flat = None
     if flat is not None:
-        return flat(n_hosts, upload_rate, download_rate, latency, origin_upload_rate, seeds)
+        return flat(
+            n_hosts,
+            upload_rate=upload_rate,
+            download_rate=download_rate,
+            latency=latency,
+            origin_upload_rate=origin_upload_rate,
+            seeds=seeds,
+        )
     graph = nx.Graph()
     graph.add_node("switch", role="switch")
     graph.add_node("origin", role="origin", upload_rate=float(origin_upload_rate))
