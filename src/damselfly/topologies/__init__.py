@@ -2,14 +2,26 @@
 
 - :mod:`~damselfly.topologies.schema`: the node and edge attributes every graph carries,
   :func:`validate` and :class:`TopologyError`.
-- :mod:`~damselfly.topologies.generators`: ready-made networks (flat, ...).
+- :mod:`~damselfly.topologies.generators`: ready-made networks (:func:`flat`,
+  :func:`leaf_spine`, :func:`multi_idc`, :func:`edge`) and :func:`apply_bandwidth_mix`.
 
 Everything public is re-exported here: ``from damselfly.topologies import flat, validate``.
 """
 
 from __future__ import annotations
 
-from damselfly.topologies.generators import DEFAULT_ACCESS_LATENCY, flat, host_id
+from damselfly.topologies.generators import (
+    DEFAULT_ACCESS_LATENCY,
+    DEFAULT_FABRIC_LATENCY,
+    DEFAULT_WAN_LATENCY,
+    BandwidthMix,
+    apply_bandwidth_mix,
+    edge,
+    flat,
+    host_id,
+    leaf_spine,
+    multi_idc,
+)
 from damselfly.topologies.schema import (
     HOST,
     HOST_KINDS,
@@ -30,21 +42,28 @@ from damselfly.topologies.schema import (
 
 __all__ = [
     "DEFAULT_ACCESS_LATENCY",
+    "DEFAULT_FABRIC_LATENCY",
+    "DEFAULT_WAN_LATENCY",
     "HOST",
     "HOST_KINDS",
     "ORIGIN",
     "ORIGIN_ID",
     "ROLES",
     "SWITCH",
+    "BandwidthMix",
     "TopologyError",
     "access_capacity",
     "add_host",
     "add_link",
     "add_origin",
     "add_switch",
+    "apply_bandwidth_mix",
+    "edge",
     "flat",
     "host_id",
     "host_ids",
+    "leaf_spine",
+    "multi_idc",
     "seed_ids",
     "validate",
 ]
