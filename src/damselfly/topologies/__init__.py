@@ -4,12 +4,19 @@
   :func:`validate` and :class:`TopologyError`.
 - :mod:`~damselfly.topologies.generators`: ready-made networks (:func:`flat`,
   :func:`leaf_spine`, :func:`multi_idc`, :func:`edge`) and :func:`apply_bandwidth_mix`.
+- :mod:`~damselfly.topologies.files`: GraphML and node-link JSON, validated on load.
 
 Everything public is re-exported here: ``from damselfly.topologies import flat, validate``.
 """
 
 from __future__ import annotations
 
+from damselfly.topologies.files import (
+    load_topology,
+    save_topology,
+    topology_from_json,
+    topology_to_json,
+)
 from damselfly.topologies.generators import (
     DEFAULT_ACCESS_LATENCY,
     DEFAULT_FABRIC_LATENCY,
@@ -63,7 +70,11 @@ __all__ = [
     "host_id",
     "host_ids",
     "leaf_spine",
+    "load_topology",
     "multi_idc",
+    "save_topology",
     "seed_ids",
+    "topology_from_json",
+    "topology_to_json",
     "validate",
 ]
