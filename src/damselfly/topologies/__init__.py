@@ -5,6 +5,8 @@
 - :mod:`~damselfly.topologies.generators`: ready-made networks (:func:`flat`,
   :func:`leaf_spine`, :func:`multi_idc`, :func:`edge`) and :func:`apply_bandwidth_mix`.
 - :mod:`~damselfly.topologies.files`: GraphML and node-link JSON, validated on load.
+- :mod:`~damselfly.topologies.paths`: :class:`Paths`, routes and distances between hosts
+  computed once per pair of switches.
 
 Everything public is re-exported here: ``from damselfly.topologies import flat, validate``.
 """
@@ -29,6 +31,7 @@ from damselfly.topologies.generators import (
     leaf_spine,
     multi_idc,
 )
+from damselfly.topologies.paths import DEFAULT_MAX_EQUAL_PATHS, Link, Paths, Route
 from damselfly.topologies.schema import (
     HOST,
     HOST_KINDS,
@@ -50,6 +53,7 @@ from damselfly.topologies.schema import (
 __all__ = [
     "DEFAULT_ACCESS_LATENCY",
     "DEFAULT_FABRIC_LATENCY",
+    "DEFAULT_MAX_EQUAL_PATHS",
     "DEFAULT_WAN_LATENCY",
     "HOST",
     "HOST_KINDS",
@@ -58,6 +62,9 @@ __all__ = [
     "ROLES",
     "SWITCH",
     "BandwidthMix",
+    "Link",
+    "Paths",
+    "Route",
     "TopologyError",
     "access_capacity",
     "add_host",
