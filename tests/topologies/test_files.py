@@ -14,9 +14,9 @@ from damselfly.topologies import (
     edge,
     flat,
     leaf_spine,
-    load_topology,
+    load,
     multi_idc,
-    save_topology,
+    save,
     topology_from_json,
     topology_to_json,
 )
@@ -60,17 +60,17 @@ def _assert_same(loaded: nx.Graph, original: nx.Graph) -> None:
 def test_round_trip_keeps_attributes_and_types(tmp_path: Path, name: str, suffix: str) -> None:
     original = _graphs()[name]
     path = tmp_path / f"{name}{suffix}"
-    save_topology(original, path)
-    _assert_same(load_topology(path), original)
+    save(original, path)
+    _assert_same(load(path), original)
 
 
 def test_explicit_format_overrides_the_suffix(tmp_path: Path) -> None:
     original = _graphs()["flat"]
     path = tmp_path / "network.txt"
-    save_topology(original, path, format="json")
-    _assert_same(load_topology(path, format="json"), original)
+    save(original, path, format="json")
+    _assert_same(load(path, format="json"), original)
     with pytest.raises(TopologyError, match="suffix"):
-        load_topology(path)
+        load(path)
 
 
 def test_json_dict_round_trip_and_the_edges_key() -> None:
@@ -93,7 +93,7 @@ def test_human_strings_in_a_file_are_parsed_with_units(tmp_path: Path) -> None:
         link["latency"] = "2ms"
     path = tmp_path / "human.json"
     path.write_text(json.dumps(data))
-    graph = load_topology(path)
+    graph = load(path)
     assert graph.nodes["h00000"]["upload_rate"] == GBIT
     assert graph.nodes["h00000"]["upload_slots"] == 7
     assert graph.edges["h00000", "switch"] == {"capacity": 10 * GBIT, "latency": 0.002}
@@ -105,7 +105,7 @@ def test_an_unreadable_human_string_names_the_edge(tmp_path: Path) -> None:
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(data))
     with pytest.raises(TopologyError, match=r"bad\.json: edge \('switch', 'h00000'\): 'latency'"):
-        load_topology(path)
+        load(path)
 
 
 @pytest.mark.parametrize(
@@ -125,7 +125,7 @@ def test_unreadable_files_are_named(
     if content is not None:
         path.write_text(content)
     with pytest.raises(TopologyError, match=message) as caught:
-        load_topology(path)
+        load(path)
     assert name in str(caught.value)
 
 
@@ -133,9 +133,9 @@ def test_a_loaded_graph_is_validated(tmp_path: Path) -> None:
     graph = flat(3, upload_rate=GBIT, origin_upload_rate=GBIT)
     graph.remove_edge("h00001", "switch")
     path = tmp_path / "cut.graphml"
-    save_topology(graph, path)
+    save(graph, path)
     with pytest.raises(TopologyError, match=r"cut\.graphml: node 'h00001' is not reachable"):
-        load_topology(path)
+        load(path)
 
 
 def test_a_directed_graphml_file_is_refused(tmp_path: Path) -> None:
@@ -143,4 +143,4 @@ def test_a_directed_graphml_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "directed.graphml"
     nx.write_graphml(graph, path)
     with pytest.raises(TopologyError, match="undirected"):
-        load_topology(path)
+        load(path)

@@ -1,7 +1,7 @@
 """Topologies on disk: GraphML and node-link JSON, so a user can bring a real network.
 
-:func:`save_topology` writes a graph as GraphML (``.graphml``) or networkx node-link JSON
-(``.json``, links under ``"links"``); :func:`load_topology` reads either back and returns it
+:func:`save` writes a graph as GraphML (``.graphml``) or networkx node-link JSON
+(``.json``, links under ``"links"``); :func:`load` reads either back and returns it
 only after :func:`~damselfly.topologies.schema.validate` has passed. Both formats keep
 attribute types: floats stay floats, ints stay ints, strings stay strings.
 
@@ -25,7 +25,7 @@ import networkx as nx
 from damselfly.topologies.schema import TopologyError, validate
 from damselfly.units import parse_duration, parse_rate
 
-__all__ = ["load_topology", "save_topology", "topology_from_json", "topology_to_json"]
+__all__ = ["load", "save", "topology_from_json", "topology_to_json"]
 
 _RATE_KEYS = ("capacity", "upload_rate", "download_rate")
 _DURATION_KEYS = ("latency",)
@@ -68,9 +68,7 @@ def topology_from_json(data: object) -> nx.Graph:
     return _checked(graph)
 
 
-def save_topology(
-    graph: nx.Graph, path: str | os.PathLike[str], *, format: str | None = None
-) -> None:
+def save(graph: nx.Graph, path: str | os.PathLike[str], *, format: str | None = None) -> None:
     """Write ``graph`` to ``path`` as GraphML or node-link JSON.
 
     The format comes from ``format`` (``"graphml"`` or ``"json"``) or else from the suffix
@@ -85,10 +83,10 @@ def save_topology(
         target.write_text(json.dumps(topology_to_json(graph), indent=1) + "\n", encoding="utf-8")
 
 
-def load_topology(path: str | os.PathLike[str], *, format: str | None = None) -> nx.Graph:
+def load(path: str | os.PathLike[str], *, format: str | None = None) -> nx.Graph:
     """Read a topology from a GraphML or node-link JSON file and validate it.
 
-    The format comes from ``format`` or the suffix, as for :func:`save_topology`. String
+    The format comes from ``format`` or the suffix, as for :func:`save`. String
     rates and latencies are parsed with :mod:`damselfly.units`. Returns an undirected
     ``networkx.Graph``. Raises :class:`TopologyError` (message starting with the path) if
     the file cannot be read or parsed or the graph breaks the schema.

@@ -417,7 +417,7 @@ def multi_idc(
 
 def edge(
     n_sites: int,
-    hosts_per_site: int,
+    hosts_per_site: int | Sequence[int],
     *,
     upload_rate: float,
     download_rate: float | None = None,
@@ -435,19 +435,29 @@ def edge(
     The central site is one non-blocking switch ``"central"`` holding the origin,
     ``central_hosts`` normal hosts and ``central_seeds`` seeds (idc and location
     ``"central"``). Site ``i`` is a switch ``"site{i}"`` with ``hosts_per_site`` normal hosts
-    and ``seeds_per_site`` seeds (idc and location ``"site{i}"``), joined to the central
-    switch by a link of ``site_link_capacity`` bytes/s each way and ``site_link_latency``
-    seconds one way.
+    (one count for every site, or a list of one per site) and ``seeds_per_site`` seeds (idc
+    and location ``"site{i}"``), joined to the central switch by a link of
+    ``site_link_capacity`` bytes/s each way and ``site_link_latency`` seconds one way.
 
     Returns the graph. Raises :class:`TopologyError` on impossible parameters.
     """
     _check_count("n_sites", n_sites, 1)
-    _check_count("hosts_per_site", hosts_per_site, 0)
+    if isinstance(hosts_per_site, int):
+        site_counts = [hosts_per_site] * n_sites
+    else:
+        site_counts = list(hosts_per_site)
+        if len(site_counts) != n_sites:
+            raise TopologyError(
+                f"hosts_per_site names {len(site_counts)} sites, n_sites is {n_sites}"
+            )
+    for index, count in enumerate(site_counts):
+        _check_count(f"hosts_per_site[{index}]", count, 0)
     _check_count("central_hosts", central_hosts, 0)
     _check_count("central_seeds", central_seeds, 0)
     _check_count("seeds_per_site", seeds_per_site, 0)
-    if hosts_per_site + seeds_per_site < 1:
-        raise TopologyError("every site needs a host (hosts_per_site + seeds_per_site >= 1)")
+    for index, count in enumerate(site_counts):
+        if count + seeds_per_site < 1:
+            raise TopologyError(f"site{index} has no hosts (hosts_per_site + seeds_per_site < 1)")
     nic = _Nic.checked(upload_rate, download_rate, seed_upload_rate)
     _check_positive("origin_upload_rate", origin_upload_rate)
     _check_positive("site_link_capacity", site_link_capacity)
@@ -456,7 +466,7 @@ def edge(
 
     sites = ["central", *(f"site{i}" for i in range(n_sites))]
     ids = _Ids(
-        [central_hosts] + [hosts_per_site] * n_sites,
+        [central_hosts, *site_counts],
         [central_seeds] + [seeds_per_site] * n_sites,
     )
     graph = nx.Graph(name="edge")
@@ -489,8 +499,8 @@ def _mix_rates(key: RateSpec | tuple[RateSpec, RateSpec]) -> tuple[float, float]
 def apply_bandwidth_mix(
     graph: nx.Graph,
     mix: BandwidthMix,
-    *,
     rng: random.Random | int,
+    *,
     kinds: Iterable[str] = ("normal",),
 ) -> nx.Graph:
     """Give the hosts of ``graph`` NICs drawn from a declared mix; return the same graph.

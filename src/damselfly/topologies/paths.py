@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import itertools
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,13 +43,24 @@ import networkx as nx
 
 from damselfly.topologies.schema import HOST, ORIGIN, SWITCH, TopologyError
 
-__all__ = ["DEFAULT_MAX_EQUAL_PATHS", "Link", "Paths", "Route"]
+__all__ = [
+    "DEFAULT_MAX_EQUAL_PATHS",
+    "HostDistance",
+    "Link",
+    "Paths",
+    "Route",
+    "hop_distance",
+    "latency_distance",
+]
 
 #: How many equal-cost fabric routes a switch pair keeps for ECMP.
 DEFAULT_MAX_EQUAL_PATHS = 16
 
 #: A directed link: (from node, to node). Capacity applies per direction.
 Link = tuple[str, str]
+
+#: What the scheduler's ``topology`` evaluator takes: (host id, host id) -> distance.
+HostDistance = Callable[[str, str], float]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -167,7 +179,7 @@ class Paths:
         distance = self._distances(source_switch).get(destination_switch)
         if distance is None:
             raise TopologyError(f"no path from {source!r} to {destination!r}")
-        return up_edge["latency"] + distance + down_edge["latency"]
+        return float(up_edge["latency"] + distance + down_edge["latency"])
 
     def hop_distance(self, source: str, destination: str) -> float:
         """The number of links between ``source`` and ``destination``, as a float."""
@@ -323,3 +335,17 @@ class Paths:
         result = (Route(links=tuple(links), latency=latency, hops=len(nodes) - 1), nodes)
         self._pair_routes[key] = result
         return result
+
+
+def hop_distance(graph: nx.Graph) -> HostDistance:
+    """A ``(host, host) -> links between them`` callable for the ``topology`` evaluator.
+
+    Same rack: 2.0; another rack of a leaf-spine: 4.0. Built on one :class:`Paths`, so it
+    costs what :meth:`Paths.hop_distance` costs (see the module doc).
+    """
+    return Paths(graph).hop_distance
+
+
+def latency_distance(graph: nx.Graph) -> HostDistance:
+    """A ``(host, host) -> one-way seconds`` callable for the ``topology`` evaluator."""
+    return Paths(graph).latency
