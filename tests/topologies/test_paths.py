@@ -8,6 +8,8 @@ from collections import Counter
 
 import networkx as nx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from damselfly.topologies import (
     Paths,
@@ -216,3 +218,33 @@ def test_distances_serve_as_a_plain_callable_for_the_scheduler() -> None:
     assert isinstance(same_rack, float) and same_rack < other_rack
     hops = Paths(graph).hop_distance
     assert (hops("h00000", "h00001"), hops("h00000", "h00045")) == (2.0, 4.0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(min_value=0, max_value=10**6))
+def test_routes_agree_with_networkx_on_random_fabrics(seed: int) -> None:
+    graph = _random_fabric(seed)
+    paths = Paths(graph)
+    for a, b in itertools.permutations(_endpoints(graph), 2):
+        expected = nx.shortest_path_length(graph, a, b, weight="latency")
+        assert paths.latency(a, b) == pytest.approx(expected, rel=1e-12)
+        nodes = paths.node_path(a, b)
+        walked = sum(graph.edges[u, v]["latency"] for u, v in itertools.pairwise(nodes))
+        assert walked == pytest.approx(expected, rel=1e-12)
+
+
+def test_equal_cost_routes_are_exactly_the_shortest_paths() -> None:
+    graph = multi_idc(
+        [20, 20], upload_rate=GBIT, origin_upload_rate=GBIT, wan_capacity=GBIT,
+        hosts_per_rack=10, spines=2,
+    )  # fmt: skip
+    paths = Paths(graph)
+    rack_a, rack_b = host_ids(graph)[:10], host_ids(graph)[30:40]
+    taken = {tuple(paths.node_path(a, b)[1:-1]) for a in rack_a for b in rack_b}
+    expected = {
+        tuple(p) for p in nx.all_shortest_paths(graph, "idc0|leaf0", "idc1|leaf1", "latency")
+    }
+    assert len(expected) == 4
+    assert taken == expected
+    limited = Paths(graph, max_equal_paths=1)
+    assert {tuple(limited.node_path(a, b)[1:-1]) for a in rack_a for b in rack_b} < expected

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import networkx as nx
 import pytest
 
+from damselfly.scheduling import DamselflyError
 from damselfly.topologies import TopologyError, add_host, add_link, flat, validate
 
 GBIT = 1e9 / 8
@@ -128,5 +129,6 @@ def test_the_origin_must_be_called_origin() -> None:
         validate(graph)
 
 
-def test_topology_error_is_a_value_error() -> None:
+def test_topology_error_is_a_value_error_under_the_project_error() -> None:
     assert issubclass(TopologyError, ValueError)
+    assert issubclass(TopologyError, DamselflyError)

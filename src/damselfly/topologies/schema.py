@@ -26,6 +26,8 @@ from typing import Any
 
 import networkx as nx
 
+from damselfly.scheduling.errors import DamselflyError
+
 __all__ = [
     "HOST",
     "HOST_KINDS",
@@ -52,10 +54,12 @@ HOST_KINDS = frozenset({"normal", "seed"})
 ORIGIN_ID = "origin"
 
 
-class TopologyError(ValueError):
+class TopologyError(DamselflyError, ValueError):
     """A graph does not follow the topology schema, or a generator got impossible parameters.
 
-    The message names the node or edge at fault.
+    The message names the node or edge at fault. It is a ValueError (bad input) under the
+    project's :class:`~damselfly.scheduling.DamselflyError`, so the CLI answers it with one
+    line.
     """
 
 
