@@ -25,6 +25,7 @@ declared mix of NICs (70% 10 Gbit/s, 30% 1 Gbit/s) with a seeded random generato
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections.abc import Iterable, Mapping, Sequence
@@ -85,71 +86,6 @@ def _check_positive(name: str, value: float) -> None:
         raise TopologyError(f"{name} must be finite, got {value!r}")
 
 
-def flat(
-    n_hosts: int,
-    *,
-    upload_rate: float,
-    download_rate: float | None = None,
-    latency: float = DEFAULT_ACCESS_LATENCY,
-    origin_upload_rate: float,
-    seeds: int = 0,
-    seed_upload_rate: float | None = None,
-    idc: str = "idc0",
-) -> nx.Graph:
-    """N hosts and the origin on one non-blocking switch with id ``"switch"``.
-
-    Takes ``n_hosts`` normal hosts and ``seeds`` seed hosts; every host has NIC rates
-    ``upload_rate``/``download_rate`` (seeds upload at ``seed_upload_rate``), idc and
-    location ``idc``. Every access link has ``latency`` seconds one way, so two hosts are
-    ``2 * latency`` apart. The origin's link carries ``origin_upload_rate``.
-
-    Returns the graph. Raises :class:`TopologyError` on a count < 0 (< 1 hosts in total) or
-    a rate or latency that is not a finite number > 0. Builds 10,000 hosts in well under a
-    second.
-    """
-    _check_count("n_hosts", n_hosts, 0)
-    _check_count("seeds", seeds, 0)
-    if n_hosts + seeds < 1:
-        raise TopologyError("a topology needs at least one host (n_hosts + seeds >= 1)")
-    download_rate = upload_rate if download_rate is None else download_rate
-    seed_upload_rate = upload_rate if seed_upload_rate is None else seed_upload_rate
-    for name, value in (
-        ("upload_rate", upload_rate),
-        ("download_rate", download_rate),
-        ("seed_upload_rate", seed_upload_rate),
-        ("origin_upload_rate", origin_upload_rate),
-        ("latency", latency),
-    ):
-        _check_positive(name, value)
-
-    graph = nx.Graph(name="flat")
-    add_switch(graph, "switch")
-    add_origin(graph, upload_rate=origin_upload_rate)
-    add_link(graph, ORIGIN_ID, "switch", capacity=origin_upload_rate, latency=latency)
-    width = _id_width(n_hosts + seeds)
-    for index in range(n_hosts + seeds):
-        is_seed = index >= n_hosts
-        host_upload = seed_upload_rate if is_seed else upload_rate
-        node = host_id(index, width)
-        add_host(
-            graph,
-            node,
-            kind="seed" if is_seed else "normal",
-            idc=idc,
-            location=idc,
-            upload_rate=host_upload,
-            download_rate=download_rate,
-        )
-        add_link(
-            graph,
-            node,
-            "switch",
-            capacity=access_capacity(host_upload, download_rate),
-            latency=latency,
-        )
-    return graph
-
-
 @dataclass(frozen=True, slots=True)
 class _Nic:
     """The uniform NIC a generator gives its hosts, checked once."""
@@ -187,14 +123,56 @@ class _Nic:
         return access_capacity(upload, self.download_rate)
 
 
+def flat(
+    n_hosts: int,
+    *,
+    upload_rate: float,
+    download_rate: float | None = None,
+    latency: float = DEFAULT_ACCESS_LATENCY,
+    origin_upload_rate: float,
+    seeds: int = 0,
+    seed_upload_rate: float | None = None,
+    idc: str = "idc0",
+) -> nx.Graph:
+    """N hosts and the origin on one non-blocking switch with id ``"switch"``.
+
+    Takes ``n_hosts`` normal hosts and ``seeds`` seed hosts; every host has NIC rates
+    ``upload_rate``/``download_rate`` (seeds upload at ``seed_upload_rate``), idc and
+    location ``idc``. Every access link has ``latency`` seconds one way, so two hosts are
+    ``2 * latency`` apart. The origin's link carries ``origin_upload_rate``.
+
+    Returns the graph. Raises :class:`TopologyError` on a count < 0 (< 1 hosts in total) or
+    a rate or latency that is not a finite number > 0. Builds 10,000 hosts in well under a
+    second.
+    """
+    _check_count("n_hosts", n_hosts, 0)
+    _check_count("seeds", seeds, 0)
+    if n_hosts + seeds < 1:
+        raise TopologyError("a topology needs at least one host (n_hosts + seeds >= 1)")
+    nic = _Nic.checked(upload_rate, download_rate, seed_upload_rate)
+    _check_positive("origin_upload_rate", origin_upload_rate)
+    _check_positive("latency", latency)
+
+    graph = nx.Graph(name="flat")
+    add_switch(graph, "switch")
+    add_origin(graph, upload_rate=origin_upload_rate)
+    add_link(graph, ORIGIN_ID, "switch", capacity=origin_upload_rate, latency=latency)
+    width = _id_width(n_hosts + seeds)
+    for index in range(n_hosts + seeds):
+        node = host_id(index, width)
+        capacity = nic.add(graph, node, seed=index >= n_hosts, idc=idc, location=idc)
+        add_link(graph, node, "switch", capacity=capacity, latency=latency)
+    return graph
+
+
 class _Ids:
     """Hands out host ids: all normal hosts first, then all seeds, one width for all."""
 
     def __init__(self, normal_counts: Sequence[int], seed_counts: Sequence[int]) -> None:
         total_normal = sum(normal_counts)
         self.width = _id_width(total_normal + sum(seed_counts))
-        self._normal_start = [sum(normal_counts[:i]) for i in range(len(normal_counts))]
-        self._seed_start = [total_normal + sum(seed_counts[:i]) for i in range(len(seed_counts))]
+        self._normal_start = list(itertools.accumulate(normal_counts[:-1], initial=0))
+        self._seed_start = list(itertools.accumulate(seed_counts[:-1], initial=total_normal))
         self._normal_counts = normal_counts
         self._seed_counts = seed_counts
 
