@@ -91,12 +91,15 @@ def test_human_strings_in_a_file_are_parsed_with_units(tmp_path: Path) -> None:
     for link in data["links"]:
         link["capacity"] = "10Gbit/s"
         link["latency"] = "2ms"
+    origin = next(node for node in data["nodes"] if node["id"] == "origin")
+    origin["upload_rate"] = 125_000_000  # an int, as people write it
     path = tmp_path / "human.json"
     path.write_text(json.dumps(data))
     graph = load(path)
     assert graph.nodes["h00000"]["upload_rate"] == GBIT
     assert graph.nodes["h00000"]["upload_slots"] == 7
     assert graph.edges["h00000", "switch"] == {"capacity": 10 * GBIT, "latency": 0.002}
+    assert type(graph.nodes["origin"]["upload_rate"]) is float
 
 
 def test_an_unreadable_human_string_names_the_edge(tmp_path: Path) -> None:

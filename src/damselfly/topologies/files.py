@@ -114,7 +114,9 @@ def _parse_human(where: str, data: dict[str, Any]) -> None:
     for keys, parse in ((_RATE_KEYS, parse_rate), (_DURATION_KEYS, parse_duration)):
         for key in keys:
             value = data.get(key)
-            if isinstance(value, str):
+            if isinstance(value, int) and not isinstance(value, bool):
+                data[key] = float(value)  # "capacity": 125000000 in a hand-written file
+            elif isinstance(value, str):
                 try:
                     data[key] = float(parse(value))
                 except ValueError as error:
