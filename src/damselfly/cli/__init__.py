@@ -24,7 +24,11 @@ from damselfly import __version__
 # `damselfly --help` lists every command without importing its module.
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "sim": ("damselfly.cli.sim", "sim", "Simulate a distribution on a network and summarise it."),
+    "scenarios": ("damselfly.cli.scenarios", "scenarios", "List and show the built-in scenarios."),
+    "sweep": ("damselfly.cli.scenarios", "sweep", "Run every cell of a scenario's grid."),
     "report": ("damselfly.cli.reports", "report", "Write an HTML and Markdown report of results."),
+    "plan": ("damselfly.cli.reports", "plan", "Find the smallest knob value that meets a target."),
+    "compare": ("damselfly.cli.reports", "compare", "Compare evaluators on the same seeds."),
     "scheduler": ("damselfly.cli.runtime", "scheduler", "Run the scheduler service."),
     "daemon": ("damselfly.cli.runtime", "daemon", "Run the peer daemon on this node."),
     "get": ("damselfly.cli.runtime", "get", "Download a URL through the peer-to-peer network."),
