@@ -197,3 +197,19 @@ def test_default_evaluator_is_efficient_on_a_thousand_homogeneous_peers() -> Non
         # one seed, and a parent DAG of 3 parents that leaves half the uploads idle): see
         # docs/benchmarks.md. Physics (<= 1) is still enforced above.
         pytest.xfail(f"efficiency {result.efficiency:.2f} < 0.8 with the default scheduling")
+
+
+def test_upload_concurrency_queues_requests_without_losing_throughput() -> None:
+    n, size, origin_rate = 4, 16 * MiB, 100e6
+    g = flat(n, 1e9, origin_rate)
+    config = SchedulerConfig(enable_peer_to_peer=False)
+    options = SimOptions(upload_concurrency=1)
+    sim = Simulation(g, Workload.file(size), config, seed=1, options=options)
+    result = sim.run()
+    assert result.outcomes("normal")["succeeded"] == n
+    assert result.extra["queued_requests"] > 0
+    # One upload at a time still keeps the origin busy: the same bound as with no limit
+    # (plus one request round trip per piece, since the next piece waits for the last).
+    pieces = n * size // (4 * MiB)
+    assert result.t_last_finish == pytest.approx(n * size / origin_rate, abs=pieces * 4 * LATENCY)
+    assert not sim.origin.queue and not sim.origin.uploads

@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -84,6 +85,10 @@ class SimOptions:
       rescheduled.
     - ``source_timeout``: a peer that has received no piece from parents for this long goes
       back to the source by itself (the daemon's fallback when scheduling gets it nowhere).
+    - ``upload_concurrency``: at most this many piece uploads at once per host (the origin
+      included); later requests wait in FIFO order, as at a daemon's upload worker pool.
+      None (the default): no limit, every request is served at once and concurrent
+      uploads share the host's upload rate (TCP's processor sharing).
     - ``rerate`` / ``quantum``: the network's re-rate mode and batching (see network).
     - ``sample_period``: timeline period in seconds (None: about 200 samples of T_min).
     - ``progress``: called as ``progress(finished, total, now)`` at every timeline sample.
@@ -99,6 +104,7 @@ class SimOptions:
         "sample_period",
         "source_timeout",
         "stall_timeout",
+        "upload_concurrency",
     )
 
     def __init__(
@@ -109,6 +115,7 @@ class SimOptions:
         evaluator_params: dict[str, Any] | None = None,
         stall_timeout: float = 3.0,
         source_timeout: float = 30.0,
+        upload_concurrency: int | None = None,
         rerate: str = "local",
         quantum: float = 0.0,
         sample_period: float | None = None,
@@ -119,6 +126,9 @@ class SimOptions:
         self.evaluator_params = evaluator_params
         self.stall_timeout = stall_timeout
         self.source_timeout = source_timeout
+        if upload_concurrency is not None and upload_concurrency < 1:
+            raise ValueError("upload_concurrency must be >= 1 (or None: unlimited)")
+        self.upload_concurrency = upload_concurrency
         self.rerate = rerate
         self.quantum = quantum
         self.sample_period = sample_period
@@ -137,6 +147,7 @@ class SimHost:
         "kind",
         "latency",
         "peers",
+        "queue",
         "source_class",
         "upload_rate",
         "uploads",
@@ -153,6 +164,8 @@ class SimHost:
         self.corrupt = False
         self.peers: dict[str, SimPeer] = {}  # by URL
         self.uploads: dict[int, Flow] = {}  # flows this host sends, by flow id
+        # Requests waiting for an upload slot: (child, piece, parent_id, size).
+        self.queue: deque[tuple[SimPeer, int, str, int]] = deque()
         self.source_class = "origin" if kind == "origin" else ("seed" if kind == "seed" else "peer")
 
 
@@ -197,7 +210,7 @@ class SimPeer:
         self.parents: dict[str, SimPeer | SimHost] = {}
         self.parent_bits: dict[str, Bitfield] = {}
         self.children: dict[str, SimPeer] = {}
-        self.flows: dict[tuple[int, str], Flow] = {}
+        self.flows: dict[tuple[int, str], Flow | None] = {}  # None: queued at the parent
         self.state = WAITING
         self.last_progress = 0.0
         self.registered = False
@@ -251,6 +264,7 @@ class Simulation:
             "corrupt_pieces": 0,
             "stall_reschedules": 0,
             "source_timeouts": 0,
+            "queued_requests": 0,
         }
         self.wasted_bytes = 0.0
         self._tick_at = math.inf
@@ -523,6 +537,7 @@ class Simulation:
             start = network.start
             on_done = self._piece_done
             me = peer.host.index
+            limit = self.options.upload_concurrency
             length = peer.length
             plength = peer.piece_length
             for request in requests:
@@ -540,6 +555,11 @@ class Simulation:
                     )
                     continue
                 size = min(plength, length - piece * plength)
+                if limit is not None and len(parent_host.uploads) >= limit:
+                    parent_host.queue.append((peer, piece, parent_id, size))
+                    self.counters["queued_requests"] += 1
+                    peer.flows[(piece, parent_id)] = None  # queued at the parent
+                    continue
                 rtt = 2.0 * network.latency(me, parent_host.index)
                 flow = start(
                     parent_host.index,
@@ -599,6 +619,8 @@ class Simulation:
         peer, piece, parent_id, parent_host = flow.tag
         del peer.flows[(piece, parent_id)]
         del parent_host.uploads[flow.flow_id]
+        if parent_host.queue:
+            self._serve_queue(parent_host)
         record = peer.record
         size = int(flow.size)
         record.bytes_from[parent_host.source_class] += size
@@ -697,13 +719,42 @@ class Simulation:
             if self.unfinished == 0 and not self.done_event.triggered:
                 self.done_event.succeed()
 
-    def _cancel(self, flow: Flow) -> None:
-        """Stop a piece transfer; the bytes it moved count as received, and wasted."""
+    def _serve_queue(self, host: SimHost) -> None:
+        """Start queued requests while the host has free upload slots."""
+        limit = self.options.upload_concurrency
+        queue = host.queue
+        network = self.network
+        while queue and (limit is None or len(host.uploads) < limit):
+            child, piece, parent_id, size = queue.popleft()
+            key = (piece, parent_id)
+            if key not in child.flows or child.flows[key] is not None:
+                continue  # cancelled while it waited
+            # The request is already at the parent: the first byte pays one way.
+            flow = network.start(
+                host.index,
+                child.host.index,
+                size,
+                self._piece_done,
+                (child, piece, parent_id, host),
+                first_byte_delay=network.latency(host.index, child.host.index),
+            )
+            child.flows[key] = flow
+            host.uploads[flow.flow_id] = flow
+
+    def _cancel(self, flow: Flow | None) -> None:
+        """Stop a piece transfer; the bytes it moved count as received, and wasted.
+
+        ``None`` is a request still queued at its parent: forgetting it is enough (the
+        parent skips it when its turn comes)."""
+        if flow is None:
+            return
         delivered = self.network.cancel(flow)
         child, _, _, parent_host = flow.tag
         child.record.bytes_from[parent_host.source_class] += round(delivered)
         self.wasted_bytes += delivered
         parent_host.uploads.pop(flow.flow_id, None)
+        if parent_host.queue and not parent_host.crashed:
+            self._serve_queue(parent_host)
 
     def _drop_flows(self, peer: SimPeer) -> None:
         for (piece, parent_id), flow in list(peer.flows.items()):
@@ -730,6 +781,17 @@ class Simulation:
                 parent_id,
             )
         host.uploads = {}
+        for child, piece, parent_id, _ in host.queue:
+            if child.flows.get((piece, parent_id), False) is None:
+                del child.flows[(piece, parent_id)]
+                self._later(
+                    network.latency(host.index, child.host.index),
+                    self._request_failed,
+                    child,
+                    piece,
+                    parent_id,
+                )
+        host.queue.clear()
         for peer in host.peers.values():
             peer.record.crashed_at = now
             was_over = peer.state >= DONE
