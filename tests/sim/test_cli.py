@@ -26,3 +26,29 @@ def test_sim_rejects_bad_input_in_one_line() -> None:
     assert result.exit_code == 2 and "Traceback" not in result.output
     result = runner.invoke(cli, ["sim", "--evaluator", "psychic"])
     assert result.exit_code == 2 and "unknown evaluator" in result.output
+
+
+def test_sim_runs_a_scenario_file_and_writes_the_report(tmp_path) -> None:
+    study = tmp_path / "study.toml"
+    study.write_text(
+        '[scenario]\nname = "tiny-dc"\n[topology]\ngenerator = "leaf-spine"\nhosts_per_rack = 4\n'
+        '[hosts]\ncount = 12\nupload = "1Gbit/s"\n[seeds]\ncount = 1\n[content]\nsize = "16MiB"\n',
+        encoding="utf-8",
+    )
+    runner = CliRunner()
+    result = runner.invoke(
+        cli, ["sim", str(study), "--seed", "4", "--report", str(tmp_path / "report")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "tiny-dc" in result.output
+    document = Result.read(tmp_path / "report" / "result.json")
+    assert document.seed == 4 and document.scenario["name"] == "tiny-dc"
+    assert document.outcomes("normal")["succeeded"] == 12
+    assert (tmp_path / "report" / "report.html").exists()
+
+
+def test_sim_scenario_and_flat_flags_do_not_mix() -> None:
+    result = CliRunner().invoke(cli, ["sim", "churn", "--peers", "5"])
+    assert result.exit_code == 2 and "--peers" in result.output
+    result = CliRunner().invoke(cli, ["sim", "no-such-study"])
+    assert result.exit_code == 2 and "built-in" in result.output

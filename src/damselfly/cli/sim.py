@@ -1,7 +1,7 @@
-"""`damselfly sim`: simulate a rollout on a built-in flat network and summarise it.
+"""`damselfly sim`: simulate a scenario, or a rollout on a flat network, and summarise it.
 
-Thin: parse the flags (human units through damselfly.units), build the flat topology and
-the workload, call damselfly.sim.simulate, print a table, optionally write the JSON result.
+Thin: parse the flags (human units through damselfly.units) or load the scenario, call the
+simulator, print a table, optionally write the JSON result and the report.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ PROGRESS_AFTER_S = 2.0
 
 
 @click.command("sim")
+@click.argument("scenario", required=False)
 @click.option(
     "--peers",
     type=click.IntRange(min=1),
@@ -64,7 +65,16 @@ PROGRESS_AFTER_S = 2.0
 @click.option(
     "--out", type=click.Path(dir_okay=False, writable=True), help="Write the JSON result here."
 )
+@click.option(
+    "--report",
+    "report_dir",
+    type=click.Path(file_okay=False),
+    help="Write the HTML and Markdown report (and result.json) into this directory.",
+)
+@click.pass_context
 def sim(
+    ctx: click.Context,
+    scenario: str | None,
     peers: int,
     size: str,
     seeds: int,
@@ -75,15 +85,37 @@ def sim(
     latency: str,
     no_p2p: bool,
     out: str | None,
+    report_dir: str | None,
 ) -> None:
-    """Simulate distributing one file to PEERS hosts on a flat network."""
+    """Simulate a distribution and print a summary.
+
+    With SCENARIO (a TOML file or a built-in name, see `damselfly scenarios list`), run that
+    study; --seed and --evaluator override its values. Without it, distribute one file of
+    --size to --peers hosts of --host-rate on one flat switch.
+
+    Examples:
+
+        damselfly sim --peers 1000 --size 1GiB --seeds 1 --report report/
+
+        damselfly sim rollout-10k --out rollout.json
+    """
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from damselfly.scheduling import DamselflyError, SchedulerConfig, evaluator_names
-    from damselfly.sim import SimOptions, Workload, flat_topology, simulate
+    from damselfly.sim import SimOptions, Workload, simulate
+    from damselfly.topologies import flat
 
+    flat_only = ("peers", "size", "seeds", "host_rate", "origin_rate", "latency", "no_p2p")
+    given = [
+        name
+        for name in flat_only
+        if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+    ]
+    if scenario is not None and given:
+        option = "--" + given[0].replace("_", "-")
+        raise click.UsageError(f"{option} describes the flat network; a scenario brings its own")
     try:
         content_length = parse_size(size)
         rate = parse_rate(host_rate)
@@ -121,13 +153,46 @@ def sim(
         if shown:
             progress.update(bar, completed=finished, now=format_duration(now))
 
-    graph = flat_topology(peers, rate, rate, one_way, origin, seeds)
-    workload = Workload.file(content_length)
+    if scenario is not None:
+        from damselfly.cli import InputError
+        from damselfly.scenarios import ScenarioError, load_scenario
+        from damselfly.scenarios.build import build
+
+        try:
+            study = load_scenario(scenario)
+            if ctx.get_parameter_source("evaluator") is not click.core.ParameterSource.DEFAULT:
+                study = study.with_values({"scheduler.evaluator": evaluator})
+            seed_given = ctx.get_parameter_source("random_seed")
+            inputs = build(
+                study,
+                seed=random_seed if seed_given is not click.core.ParameterSource.DEFAULT else None,
+            )
+        except ScenarioError as error:
+            raise InputError(str(error)) from None
+        graph, workload, config = inputs.topology, inputs.workload, inputs.scheduler_config
+        options = inputs.options
+        options.progress = report
+        random_seed = inputs.seed
+        evaluator = options.evaluator
+        peers = inputs.description["peers"]
+        seeds = inputs.description["seeds"]
+        content_length = workload.content_bytes
+        title = f"{study.name}: "
+    else:
+        workload = Workload.file(content_length)
     config = SchedulerConfig(enable_peer_to_peer=not no_p2p)
     options = SimOptions(evaluator=evaluator, progress=report)
     try:
+        graph = flat(
+            peers,
+            upload_rate=rate,
+            download_rate=rate,
+            latency=one_way,
+            origin_upload_rate=origin,
+            seeds=seeds,
+        )
         result = simulate(graph, workload, config, seed=random_seed, options=options)
-    except (DamselflyError, ValueError) as error:
+    except (DamselflyError, ValueError) as error:  # TopologyError is a DamselflyError
         click.echo(f"damselfly sim: {error}", err=True)
         sys.exit(1)
     finally:
@@ -137,7 +202,7 @@ def sim(
     outcomes = result.outcomes("normal")
     times = result.finish_times()
     table = Table(
-        title=f"{peers} peers, {format_size(content_length)}, {seeds} seed(s), "
+        title=f"{title}{peers} peers, {format_size(content_length)}, {seeds} seed(s), "
         f"evaluator {evaluator}, seed {random_seed}"
     )
     table.add_column("figure")
@@ -166,7 +231,11 @@ def sim(
             ),
         ),
         ("mean host upload use", f"{result.links['host_upload']['mean']:.1%}"),
-        ("host rate / origin rate", f"{format_rate(rate)} / {format_rate(origin)}"),
+        *(
+            [("host rate / origin rate", f"{format_rate(rate)} / {format_rate(origin)}")]
+            if scenario is None
+            else []
+        ),
         ("decisions", ", ".join(f"{k} {v}" for k, v in sorted(result.decisions.items()))),
         ("piece transfers", f"{result.totals['piece_transfers']:,}"),
         ("wall time", format_duration(result.wall_time_s)),
@@ -181,3 +250,17 @@ def sim(
             click.echo(f"damselfly sim: cannot write {out}: {error.strerror}", err=True)
             sys.exit(1)
         click.echo(f"wrote {out}")
+    if report_dir:
+        from pathlib import Path
+
+        from damselfly.reports import write_report
+
+        directory = Path(report_dir)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            result.write(directory / "result.json")
+            files = write_report([(result.scenario.get("name", "run"), result)], directory)
+        except OSError as error:
+            click.echo(f"damselfly sim: cannot write the report: {error.strerror}", err=True)
+            sys.exit(1)
+        click.echo(f"report: {files.html}")
