@@ -4,7 +4,7 @@ import pytest
 
 from damselfly.results import Result
 from damselfly.sim.engine import simulate
-from damselfly.sim.flat import flat_topology
+from damselfly.topologies import flat
 from damselfly.sim.workload import Workload
 
 MiB = 1024**2
@@ -13,5 +13,5 @@ MiB = 1024**2
 @pytest.fixture(scope="session")
 def small_result() -> Result:
     """A real simulated run: 60 peers, one seed, a 64 MiB file."""
-    topology = flat_topology(60, 125e6, 125e6, 0.0005, 1.25e9, seeds=1)
+    topology = flat(60, upload_rate=125e6, latency=0.0005, origin_upload_rate=1.25e9, seeds=1)
     return simulate(topology, Workload.file(64 * MiB), seed=3)
