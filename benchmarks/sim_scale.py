@@ -22,12 +22,13 @@ import subprocess
 import sys
 
 from damselfly.scheduling import SchedulerConfig
-from damselfly.sim import SimOptions, Workload, flat_topology, simulate
+from damselfly.sim import SimOptions, Workload, simulate
+from damselfly.topologies import flat
 from damselfly.units import parse_duration, parse_rate, parse_size
 
 
 def run_once(peers: int, size: int, seed: int, quantum: float) -> dict[str, object]:
-    graph = flat_topology(
+    graph = flat(
         peers,
         upload_rate=parse_rate("1Gbit/s"),
         download_rate=parse_rate("1Gbit/s"),

@@ -178,20 +178,26 @@ def sim(
         seeds = inputs.description["seeds"]
         content_length = workload.content_bytes
         title = f"{study.name}: "
+        description = inputs.description
     else:
         workload = Workload.file(content_length)
-    config = SchedulerConfig(enable_peer_to_peer=not no_p2p)
-    options = SimOptions(evaluator=evaluator, progress=report)
+        config = SchedulerConfig(enable_peer_to_peer=not no_p2p)
+        options = SimOptions(evaluator=evaluator, progress=report)
+        title = ""
+        graph = None
+        description = {}
     try:
-        graph = flat(
-            peers,
-            upload_rate=rate,
-            download_rate=rate,
-            latency=one_way,
-            origin_upload_rate=origin,
-            seeds=seeds,
-        )
+        if graph is None:
+            graph = flat(
+                peers,
+                upload_rate=rate,
+                download_rate=rate,
+                latency=one_way,
+                origin_upload_rate=origin,
+                seeds=seeds,
+            )
         result = simulate(graph, workload, config, seed=random_seed, options=options)
+        result.scenario = {**result.scenario, **description}
     except (DamselflyError, ValueError) as error:  # TopologyError is a DamselflyError
         click.echo(f"damselfly sim: {error}", err=True)
         sys.exit(1)

@@ -3,6 +3,8 @@
 One call runs a study::
 
     from damselfly.sim import simulate, Workload
+    from damselfly.topologies import flat
+    graph = flat(1000, upload_rate=125e6, origin_upload_rate=1.25e9, seeds=1)
     result = simulate(graph, Workload.file(2**30), SchedulerConfig(), seed=1)
 
 - :mod:`damselfly.sim.network`: piece transfers as max-min fair flows (the model and its
@@ -15,7 +17,6 @@ One call runs a study::
 from __future__ import annotations
 
 from damselfly.sim.engine import SimOptions, Simulation, simulate
-from damselfly.sim.flat import flat_topology
 from damselfly.sim.network import Flow, FlowNetwork, network_from_graph
 from damselfly.sim.workload import Arrivals, Content, Faults, Workload, image
 
@@ -28,7 +29,6 @@ __all__ = [
     "SimOptions",
     "Simulation",
     "Workload",
-    "flat_topology",
     "image",
     "network_from_graph",
     "simulate",

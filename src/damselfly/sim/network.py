@@ -63,7 +63,6 @@ Units: bytes as floats internally (rates times times), reported per flow as its 
 from __future__ import annotations
 
 import heapq
-import itertools
 import math
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
@@ -722,87 +721,29 @@ def network_from_graph(
     """Build a :class:`FlowNetwork` from a topology graph (see ``damselfly.topologies``).
 
     Nodes with ``role`` "host" or "origin" become hosts (the origin's download is never
-    used); switches are free. Every edge becomes two directed link constraints of its
-    ``capacity``, except access links that cannot bind (see the module doc) and edges
-    without a capacity. Paths follow the tree when the graph is one (the common case:
-    racks, spines, IDCs) and the lowest-latency path otherwise. Host index ``i`` is the
-    ``i``-th host node in graph order; ``network.host_index`` maps node ids to indices.
+    used); switches are free. Routes, their latencies and which directed links can bind
+    come from :class:`damselfly.topologies.Paths` (lowest-latency routes, ECMP by a stable
+    hash of the host pair, access links that cannot bind pruned: see the module doc); each
+    directed link that can bind becomes one constraint named ``"a->b"``. Host index ``i``
+    is the ``i``-th host node in graph order; ``network.host_index`` maps ids to indices.
     """
-    import networkx as nx
+    from damselfly.topologies import Paths
 
     network = FlowNetwork(env, rerate=rerate, quantum=quantum)
-    endpoints = [n for n, data in graph.nodes(data=True) if data.get("role") in ("host", "origin")]
-    for node in endpoints:
-        data = graph.nodes[node]
-        upload = float(data["upload_rate"])
-        download = float(data.get("download_rate", upload))
-        network.add_host(node, upload, download)
-
-    def nic(node: Hashable, direction: str) -> float:
-        data = graph.nodes[node]
-        if data.get("role") not in ("host", "origin"):
-            return _INF
-        if direction == "up":
-            return float(data["upload_rate"])
-        return float(data.get("download_rate", data["upload_rate"]))
-
-    link_of: dict[tuple[Hashable, Hashable], int] = {}
-    for u, v, data in graph.edges(data=True):
-        capacity = float(data.get("capacity", _INF))
-        if capacity == _INF:
-            continue
-        for a, b in ((u, v), (v, u)):
-            # a -> b is bounded by a's upload and b's download when they are hosts.
-            if capacity >= nic(a, "up") or capacity >= nic(b, "down"):
-                continue
-            link_of[(a, b)] = network.add_link(f"{a}->{b}", capacity)
-
-    def edge_latency(a: Hashable, b: Hashable) -> float:
-        return float(graph.edges[a, b].get("latency", 0.0))
-
+    for node, data in graph.nodes(data=True):
+        if data.get("role") in ("host", "origin"):
+            upload = float(data["upload_rate"])
+            network.add_host(node, upload, float(data.get("download_rate", upload)))
+    paths = Paths(graph)
+    link_of = {
+        (a, b): network.add_link(f"{a}->{b}", float(capacity))
+        for (a, b), capacity in paths.constraining_links().items()
+    }
     names = network.host_names
-    if graph.number_of_nodes() > 0 and nx.is_tree(graph):
-        root = next(iter(n for n, d in graph.nodes(data=True) if d.get("role") == "switch"), None)
-        if root is None:
-            root = next(iter(graph.nodes))
-        parent: dict[Hashable, Hashable | None] = {root: None}
-        depth: dict[Hashable, int] = {root: 0}
-        for a, b in nx.bfs_edges(graph, root):
-            parent[b] = a
-            depth[b] = depth[a] + 1
-
-        def node_path(src: Hashable, dst: Hashable) -> list[Hashable]:
-            up: list[Hashable] = [src]
-            down: list[Hashable] = [dst]
-            a, b = src, dst
-            while depth[a] > depth[b]:
-                a = parent[a]  # type: ignore[assignment]
-                up.append(a)
-            while depth[b] > depth[a]:
-                b = parent[b]  # type: ignore[assignment]
-                down.append(b)
-            while a != b:
-                a = parent[a]  # type: ignore[assignment]
-                b = parent[b]  # type: ignore[assignment]
-                up.append(a)
-                down.append(b)
-            down.pop()  # the common ancestor is already last in `up`
-            return up + down[::-1]
-    else:
-
-        def node_path(src: Hashable, dst: Hashable) -> list[Hashable]:
-            return list(nx.shortest_path(graph, src, dst, weight="latency"))
 
     def path_fn(src: int, dst: int) -> tuple[tuple[int, ...], float]:
-        nodes = node_path(names[src], names[dst])
-        links: list[int] = []
-        latency = 0.0
-        for a, b in itertools.pairwise(nodes):
-            latency += edge_latency(a, b)
-            link = link_of.get((a, b))
-            if link is not None:
-                links.append(link)
-        return tuple(links), latency
+        route = paths.route(names[src], names[dst])  # type: ignore[arg-type]
+        return tuple(link_of[link] for link in route.links), float(route.latency)
 
     network.set_path_function(path_fn)
     return network
