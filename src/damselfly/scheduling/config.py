@@ -31,6 +31,10 @@ class SchedulerConfig:
     - ``task_ttl``: a task without peers is forgotten after this long.
     - ``gc_interval``: seconds between garbage collections.
     - ``seed_ring_replicas``: virtual nodes per seed host on the consistent hash ring.
+    - ``wake_on_new_parent``: a Damselfly refinement. A peer told to retry is tried again
+      as soon as its task gains a peer that can serve (a seed registering, a peer getting
+      parents), rather than only when its retry timer fires; a wake that still finds no
+      parent costs no try. False gives Dragonfly's timer-only retries.
     """
 
     filter_parent_limit: int = 15
@@ -46,6 +50,7 @@ class SchedulerConfig:
     task_ttl: float = 10 * 60.0
     gc_interval: float = 60.0
     seed_ring_replicas: int = 100
+    wake_on_new_parent: bool = True
 
     def __post_init__(self) -> None:
         for item in fields(self):

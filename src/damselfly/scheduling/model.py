@@ -170,6 +170,7 @@ class Task:
     seed_triggered: bool = False
     peers: dict[str, Peer] = field(default_factory=dict, repr=False)
     back_to_source_peers: set[str] = field(default_factory=set, repr=False)
+    waiting: set[str] = field(default_factory=set, repr=False)
     parent_pool: PeerPool = field(default_factory=lambda: PeerPool(), repr=False)
 
     @property

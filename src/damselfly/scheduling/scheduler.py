@@ -116,6 +116,8 @@ class Scheduler:
         self._retries: list[tuple[float, int, str]] = []
         self._retry_sequence = 0
         self._next_gc = self.config.gc_interval
+        self._clock = 0.0
+        self._woken: dict[str, None] = {}
         self._task_ids: dict[tuple[str, str, str, str, tuple[str, ...]], str] = {}
 
     # -- lookups -----------------------------------------------------------------------
@@ -188,6 +190,7 @@ class Scheduler:
 
     def host_left(self, now: float, host_id: str) -> list[Decision]:
         """Forget a host and every peer on it; its peers' children are rescheduled."""
+        self._clock = max(self._clock, now)
         host = self.host(host_id)
         decisions: list[Decision] = []
         for peer in list(host.peers.values()):
@@ -221,6 +224,7 @@ class Scheduler:
         UnknownHostError, InvalidValueError (duplicate peer id, negative length, a length
         that contradicts the task's), never leaving a half-registered peer.
         """
+        self._clock = max(self._clock, now)
         host = self.host(host_id)
         if peer_id in self.peers:
             raise InvalidValueError(f"peer {peer_id!r} is already registered")
@@ -409,6 +413,7 @@ class Scheduler:
         is rescheduled without it. A failure from the origin changes nothing here: the
         peer retries the origin itself.
         """
+        self._clock = max(self._clock, now)
         peer = self._receiving_peer(peer_id, "report failed pieces")
         if not 0 <= piece < peer.task.piece_count:
             raise PieceOutOfRangeError(f"piece {piece} is outside 0..{peer.task.piece_count - 1}")
@@ -432,6 +437,7 @@ class Scheduler:
     ) -> list[Decision]:
         """Find ``peer_id`` a new set of parents (its parents are full or have nothing it
         lacks). ``exclude`` names parents to block from now on."""
+        self._clock = max(self._clock, now)
         peer = self._receiving_peer(peer_id, "be rescheduled")
         peer.blocked.update(exclude)
         peer.updated_at = now
@@ -443,6 +449,7 @@ class Scheduler:
 
     def peer_succeeded(self, now: float, peer_id: str) -> list[Decision]:
         """``peer_id`` holds every piece. Raises InvalidValueError if it does not."""
+        self._clock = max(self._clock, now)
         peer = self.peer(peer_id)
         if not peer.task.has_metadata or not peer.finished.complete:
             raise InvalidValueError(
@@ -452,7 +459,7 @@ class Scheduler:
         peer.apply(PeerEvent.SUCCEED)
         peer.finished_at = now
         peer.updated_at = now
-        peer.retry_at = math.inf
+        self._clear_retry(peer)
         for parent in list(peer.parents.values()):
             self._unlink(parent, peer)
         self._refresh_pool(peer)
@@ -460,6 +467,7 @@ class Scheduler:
 
     def peer_failed(self, now: float, peer_id: str, reason: str = "") -> list[Decision]:
         """``peer_id`` gave up. Its children are rescheduled without it."""
+        self._clock = max(self._clock, now)
         peer = self.peer(peer_id)
         peer.apply(PeerEvent.FAIL)
         peer.updated_at = now
@@ -467,12 +475,16 @@ class Scheduler:
 
     def peer_left(self, now: float, peer_id: str) -> list[Decision]:
         """``peer_id`` is gone (its daemon stopped or deleted the task)."""
+        self._clock = max(self._clock, now)
         return self._remove_peer(now, self.peer(peer_id))
 
     # -- time --------------------------------------------------------------------------
 
     def next_deadline(self) -> float:
-        """When :meth:`tick` next has work: a retry or garbage collection."""
+        """When :meth:`tick` next has work: a retry, waiting peers to wake, or garbage
+        collection."""
+        if self._woken:
+            return self._clock
         retries = self._retries
         while retries:
             at, _, peer_id = retries[0]
@@ -483,20 +495,62 @@ class Scheduler:
         return self._next_gc
 
     def tick(self, now: float) -> list[Decision]:
-        """Run every retry due by ``now``, and garbage collection when it is due."""
-        decisions: list[Decision] = []
+        """Run every retry due by ``now``, wake peers waiting on a task that has a new
+        parent, and collect garbage when it is due."""
+        self._clock = max(self._clock, now)
+        decisions: list[Decision] = self._wake_waiting(now)
         retries = self._retries
         while retries and retries[0][0] <= now:
             at, _, peer_id = heapq.heappop(retries)
             peer = self.peers.get(peer_id)
             if peer is None or peer.retry_at != at:
                 continue
-            peer.retry_at = math.inf
+            self._clear_retry(peer)
             if peer.state is PeerState.RECEIVED_NORMAL or peer.state is PeerState.RUNNING:
                 decisions.extend(self._schedule(now, peer, first=False))
         if now >= self._next_gc:
             decisions.extend(self.collect_garbage(now))
+        decisions.extend(self._wake_waiting(now))
         return decisions
+
+    def _wake_waiting(self, now: float) -> list[Decision]:
+        """Try the waiting peers of every task that gained a servable parent since they were
+        told to retry. A peer that still finds none keeps its retry: waking costs no try."""
+        decisions: list[Decision] = []
+        # Each round wakes only tasks that grew; peers that find parents join the pool and
+        # may wake the rest. The waiting peers bound the rounds.
+        rounds = 0
+        while self._woken and rounds <= len(self.peers):
+            rounds += 1
+            woken = list(self._woken)
+            self._woken.clear()
+            for task_id in woken:
+                task = self.tasks.get(task_id)
+                if task is None or not task.has_metadata:
+                    continue
+                for peer_id in sorted(task.waiting):
+                    peer = self.peers.get(peer_id)
+                    if peer is None or peer.parents:
+                        continue
+                    if (
+                        peer.state is not PeerState.RECEIVED_NORMAL
+                        and peer.state is not PeerState.RUNNING
+                    ):
+                        continue
+                    parent_ids = self._find_parents(now, peer)
+                    if parent_ids:
+                        self._clear_retry(peer)
+                        peer.schedule_attempts = 0
+                        decisions.append(
+                            self._emit(
+                                Parents(peer_id=peer.id, task_id=task.id, parent_ids=parent_ids)
+                            )
+                        )
+        return decisions
+
+    def _clear_retry(self, peer: Peer) -> None:
+        peer.retry_at = math.inf
+        peer.task.waiting.discard(peer.id)
 
     def collect_garbage(self, now: float) -> list[Decision]:
         """Forget idle peers, finished peers past their time, silent hosts, empty tasks."""
@@ -585,7 +639,7 @@ class Scheduler:
         for parent in list(peer.parents.values()):
             self._unlink(parent, peer)
         peer.schedule_attempts = 0
-        peer.retry_at = math.inf
+        self._clear_retry(peer)
         return self._schedule(now, peer, first=False)
 
     def _failed_attempt(self, now: float, peer: Peer) -> list[Decision]:
@@ -605,6 +659,7 @@ class Scheduler:
             return decisions
         at = now + config.retry_interval
         peer.retry_at = at
+        peer.task.waiting.add(peer.id)
         self._retry_sequence += 1
         heapq.heappush(self._retries, (at, self._retry_sequence, peer.id))
         return [self._emit(Retry(peer_id=peer.id, task_id=peer.task.id, at=at, attempt=attempts))]
@@ -621,7 +676,7 @@ class Scheduler:
             peer.apply(PeerEvent.BACK_TO_SOURCE)
         if counted:
             peer.task.back_to_source_peers.add(peer.id)
-        peer.retry_at = math.inf
+        self._clear_retry(peer)
         peer.schedule_attempts = 0
         self._refresh_pool(peer)
         decision = BackToSource(peer_id=peer.id, task_id=peer.task.id, reason=reason)
@@ -700,17 +755,20 @@ class Scheduler:
         parent.host.upload_edges -= 1
         self._refresh_pool(child)
 
-    @staticmethod
-    def _refresh_pool(peer: Peer) -> None:
-        pool = peer.task.parent_pool
+    def _refresh_pool(self, peer: Peer) -> None:
+        task = peer.task
+        pool = task.parent_pool
         if peer.can_serve and peer.host.upload_slots > 0:
-            pool.add(peer)
+            if peer.id not in pool:
+                pool.add(peer)
+                if task.waiting and self.config.wake_on_new_parent:
+                    self._woken[task.id] = None
         else:
             pool.discard(peer.id)
 
     def _after_failure(self, now: float, peer: Peer) -> list[Decision]:
         """Detach a failed peer: drop its edges both ways and reschedule its children."""
-        peer.retry_at = math.inf
+        self._clear_retry(peer)
         for parent in list(peer.parents.values()):
             self._unlink(parent, peer)
         self._refresh_pool(peer)
