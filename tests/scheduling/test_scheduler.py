@@ -406,3 +406,34 @@ def test_conflicting_piece_digest_is_a_misbehaving_peer() -> None:
 def test_unknown_evaluator_names_the_known_ones() -> None:
     with pytest.raises(UnknownEvaluatorError, match="default"):
         Scheduler(evaluator="clairvoyant")
+
+
+@pytest.mark.parametrize("wake", [True, False])
+def test_waiting_peers_wake_when_a_parent_appears(wake: bool) -> None:
+    scheduler = make(seeds=1, wake_on_new_parent=wake)
+    decisions = register(scheduler, "p0", "h0")
+    trigger = only(decisions, TriggerSeed)
+    assert only(decisions, Retry).at == pytest.approx(0.5)
+    register(scheduler, "s0", trigger.host_id, now=0.01)  # the seed arrives 10 ms later
+    if wake:
+        assert scheduler.next_deadline() == pytest.approx(0.01)
+        parents = only(scheduler.tick(0.01), Parents)
+        assert parents.parent_ids == ("s0",)
+        assert scheduler.peer("p0").schedule_attempts == 0
+        assert scheduler.next_deadline() > 0.5  # the retry was cancelled
+    else:
+        assert scheduler.next_deadline() == pytest.approx(0.5)
+        assert only(scheduler.tick(0.5), Parents).parent_ids == ("s0",)
+
+
+def test_a_wake_that_finds_nothing_costs_no_try() -> None:
+    scheduler = make(hosts=2, seeds=1)
+    register(scheduler, "p0", "h0")  # triggers the seed, waits
+    # A second download on p0's own host goes to the source: it can serve, so p0 wakes,
+    # but a peer on its own host is never its parent.
+    register(scheduler, "p0-again", "h0", now=0.1, need_back_to_source=True)
+    assert scheduler.next_deadline() == pytest.approx(0.1)
+    assert not any(isinstance(d, Parents) for d in scheduler.tick(0.1))
+    assert scheduler.peer("p0").schedule_attempts == 1
+    assert scheduler.peer("p0").retry_at == pytest.approx(0.5)
+    assert scheduler.next_deadline() == pytest.approx(0.5)
