@@ -427,7 +427,7 @@ def test_waiting_peers_wake_when_a_parent_appears(wake: bool) -> None:
 
 
 def test_a_wake_that_finds_nothing_costs_no_try() -> None:
-    scheduler = make(hosts=2, seeds=1)
+    scheduler = make(hosts=2, seeds=1, wake_on_new_parent=True)
     register(scheduler, "p0", "h0")  # triggers the seed, waits
     # A second download on p0's own host goes to the source: it can serve, so p0 wakes,
     # but a peer on its own host is never its parent.
