@@ -91,6 +91,7 @@ class PeerRecord:
     outcome: str = "unfinished"
     bytes_from: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SOURCE_CLASSES, 0))
     back_to_source: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def duration(self) -> float | None:
