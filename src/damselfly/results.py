@@ -20,7 +20,8 @@ A :class:`Result` serialises to a JSON object (``Result.to_json`` / ``Result.fro
     (``registered_at``, ``first_byte_at``, ``finished_at``, ``crashed_at``; null when it
     did not happen), ``outcome`` ("succeeded" | "failed" | "crashed" | "unfinished"),
     ``bytes_from`` (``{"origin": int, "seed": int, "peer": int}`` bytes received, wasted
-    bytes included), ``back_to_source`` (bool).
+    bytes included), ``back_to_source`` (bool), ``labels`` (optional groups a report may
+    split peers by: ``{"idc": ..., "rack": ..., "bandwidth": ...}``).
 ``totals``
     ``bytes_sent``, ``bytes_received`` (conservation: equal), ``origin_bytes``,
     ``seed_bytes``, ``peer_bytes``, ``wasted_bytes`` (corrupt or cancelled pieces),
