@@ -42,6 +42,13 @@ class InputError(click.ClickException):
     exit_code = 2
 
 
+workers_option = click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Simulations run at once in local processes (default: one per core).",
+)
+
+
 class LazyGroup(click.Group):
     """A click group whose commands are imported on first use."""
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from damselfly.cli import InputError
+from damselfly.cli import InputError, workers_option
 from damselfly.reports import ReportError, load_results, write_report
 
 
@@ -68,7 +68,7 @@ def report(results: Path, out_dir: Path, title: str) -> None:
     show_default=True,
     help="Directory for the runs, plan.png/svg and plan.json.",
 )
-@click.option("--workers", type=click.IntRange(min=1), help="Local processes (default: cores).")
+@workers_option
 def plan(
     scenario: str,
     target: str,
@@ -185,7 +185,7 @@ def plan(
     show_default=True,
     help="Directory for the runs, compare.csv and compare.png/svg.",
 )
-@click.option("--workers", type=click.IntRange(min=1), help="Local processes (default: cores).")
+@workers_option
 def compare(
     scenario: str, evaluators: str, repeat: int, out_dir: Path, workers: int | None
 ) -> None:

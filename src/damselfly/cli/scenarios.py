@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from damselfly.cli import InputError
+from damselfly.cli import InputError, workers_option
 
 
 @click.group()
@@ -86,7 +86,7 @@ def progress_bar(total: int, description: str):  # type: ignore[no-untyped-def]
     show_default=True,
     help="'local' (a process pool on this machine) or 'dask://HOST:PORT'.",
 )
-@click.option("--workers", type=click.IntRange(min=1), help="Local processes (default: cores).")
+@workers_option
 def sweep(scenario: str, out_dir: Path, executor: str, workers: int | None) -> None:
     """Run every cell of SCENARIO's [sweep] grid (a file or a built-in name).
 

@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from damselfly.reports.summary import headline
 from damselfly.results import Result
 from damselfly.scenarios.spec import Scenario, ScenarioError, parse_scenario
 
@@ -89,27 +88,19 @@ def run_cell(document: str, source: str | None, cell: Cell) -> dict[str, Any]:
 
 
 def headline_figures(result: Result) -> dict[str, float | None]:
-    """The figures an index line carries."""
-    times = np.asarray(
-        [
-            p.finished_at - (p.registered_at or 0.0)
-            for p in result.peers
-            if p.outcome == "succeeded" and p.kind == "normal" and p.finished_at is not None
-        ],
-        dtype=float,
-    )
+    """The figures an index line carries (the report's headline, in seconds and ratios)."""
+    summary = headline(result)
 
-    def pct(q: float) -> float | None:
-        return float(np.percentile(times, q)) if times.size else None
+    def finite(value: float | None) -> float | None:
+        return value if value is not None and math.isfinite(value) else None
 
-    normal = sum(1 for p in result.peers if p.kind == "normal")
     return {
-        "p50_s": pct(50),
-        "p95_s": pct(95),
-        "p100_s": pct(100),
-        "finished_fraction": times.size / normal if normal else None,
-        "origin_egress_ratio": result.totals.get("origin_egress_ratio"),
-        "wan_bytes": result.totals.get("wan_bytes"),
+        "p50_s": finite(summary.p50),
+        "p95_s": finite(summary.p95),
+        "p100_s": finite(summary.p100),
+        "finished_fraction": summary.succeeded / summary.peers if summary.peers else None,
+        "origin_egress_ratio": finite(summary.origin_egress_ratio),
+        "wan_bytes": summary.wan_bytes,
         "efficiency": result.efficiency,
         "wall_s": result.wall_time_s,
     }
