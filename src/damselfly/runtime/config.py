@@ -1,0 +1,177 @@
+"""The one configuration loader of the runtime: TOML file, then environment, then flags.
+
+Each component (``scheduler``, ``daemon``) has a frozen dataclass of settings. A value comes
+from, in rising priority: the dataclass default, the component's TOML file (``--config``;
+keys are the field names), the environment (``DAMSELFLY_<COMPONENT>_<FIELD>``, upper case,
+plus ``DAMSELFLY_TOKEN`` for the cluster token), and command-line flags (flags win).
+Human quantities ("10Gbit/s", "2GiB", "500ms") are parsed here, once, by
+:mod:`damselfly.units`. Errors raise :class:`ConfigError` with one line naming the setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from damselfly import units
+
+__all__ = [
+    "ConfigError",
+    "DaemonConfig",
+    "SchedulerServiceConfig",
+    "load_config",
+    "read_token",
+    "split_listen",
+]
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A setting could not be read; the message names it."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SchedulerServiceConfig:
+    """Settings of ``damselfly scheduler``."""
+
+    listen: str = "127.0.0.1:8002"
+    token: str | None = None
+    evaluator: str = "default"
+    seed: int | None = None
+    retry_interval: float = 0.5
+    host_ttl: float = 600.0
+    peer_idle_timeout: float = 1800.0
+    log_format: str = "text"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DaemonConfig:
+    """Settings of ``damselfly daemon`` (rates in bytes/s, sizes in bytes, times in s)."""
+
+    data_dir: str = "/var/lib/damselfly"
+    scheduler: str | None = None
+    listen: str = "127.0.0.1:0"
+    advertise: str | None = None
+    socket: str | None = None
+    seed: bool = False
+    host_id: str | None = None
+    token: str | None = None
+    idc: str = ""
+    location: str = ""
+    upload_rate: float = 1.25e9
+    upload_slots: int | None = None
+    download_rate: float | None = None
+    back_to_source_rate: float | None = None
+    quota: int | None = None
+    max_in_flight: int = 8
+    parent_wait: float = 30.0
+    source_retries: int = 5
+    source_backoff: float = 0.2
+    source_concurrency: int = 4
+    heartbeat_interval: float = 30.0
+    log_format: str = "text"
+    test_corrupt_uploads: bool = False
+
+
+_RATES = {"upload_rate", "download_rate", "back_to_source_rate"}
+_SIZES = {"quota"}
+_DURATIONS = {
+    "parent_wait",
+    "source_backoff",
+    "heartbeat_interval",
+    "retry_interval",
+    "host_ttl",
+    "peer_idle_timeout",
+}
+
+
+def _convert(name: str, value: Any, default: Any) -> Any:
+    if value is None:
+        return None
+    try:
+        if name in _RATES:
+            return units.parse_rate(value)
+        if name in _SIZES:
+            return units.parse_size(value)
+        if name in _DURATIONS:
+            return units.parse_duration(value)
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off", ""):
+                    return False
+                raise ValueError(f"{value!r} is not a boolean")
+            return bool(value)
+        if isinstance(default, int) or name in ("upload_slots", "seed"):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        return str(value)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"setting {name}: {error}") from None
+
+
+def load_config(
+    cls: type[T],
+    component: str,
+    *,
+    path: str | None = None,
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> T:
+    """Build ``cls`` from defaults, the TOML file at ``path``, the environment and ``flags``
+    (entries that are None are ignored). Raises ConfigError."""
+    environ = os.environ if environ is None else environ
+    known = {item.name: item for item in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as file:
+                document = tomllib.load(file)
+        except (OSError, tomllib.TOMLDecodeError) as error:
+            raise ConfigError(f"config file {path}: {error}") from None
+        for key, value in document.items():
+            name = key.replace("-", "_")
+            if name not in known:
+                raise ConfigError(f"config file {path}: unknown setting {key!r}")
+            values[name] = value
+    if "DAMSELFLY_TOKEN" in environ and "token" in known:
+        values["token"] = environ["DAMSELFLY_TOKEN"]
+    prefix = f"DAMSELFLY_{component.upper()}_"
+    for key, value in environ.items():
+        if key.startswith(prefix):
+            name = key[len(prefix) :].lower()
+            if name in known:
+                values[name] = value
+    for key, value in (flags or {}).items():
+        if key not in known:
+            raise ConfigError(f"unknown setting {key!r}")
+        if value is not None:
+            values[key] = value
+    converted = {name: _convert(name, value, known[name].default) for name, value in values.items()}
+    return cls(**converted)
+
+
+def read_token(token: str | None, token_file: str | None) -> str | None:
+    """The cluster token: given directly, or the first line of ``token_file``."""
+    if token_file:
+        try:
+            return Path(token_file).read_text(encoding="utf-8").strip() or None
+        except OSError as error:
+            raise ConfigError(f"token file {token_file}: {error}") from None
+    return token
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """``"HOST:PORT"`` -> (host, port); raises ConfigError."""
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"listen address {listen!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)

@@ -1,0 +1,534 @@
+"""The peer daemon: one per node. Upload server, download engine, storage, local API.
+
+:class:`Daemon` owns:
+
+- the storage (:mod:`damselfly.runtime.storage`), loaded at start: finished tasks are
+  re-announced to the scheduler (so others may download from them) and unfinished ones
+  resume, fetching only the pieces not yet verified;
+- an upload server on TCP (``/download/v1/tasks/{task_id}/data`` with a Range header, served
+  zero-copy by ``web.FileResponse``; ``/download/v1/tasks/{task_id}/bitfield``), which
+  serves only verified pieces and at most ``upload_slots`` transfers at once;
+- the download engine (:class:`~damselfly.runtime.download.PeerTask`), one per task;
+- the host's decision stream (seed triggers) and heartbeat;
+- a local API on a Unix socket for ``damselfly get``: ``POST /api/v1/downloads`` streams
+  newline-delimited JSON progress and ends with ``{"event": "done", "path": ...}`` or
+  ``{"event": "error", "message": ...}``;
+- ``/metrics`` (``damselfly_daemon_*``) and ``/healthz`` on the upload server.
+
+The daemon works without a scheduler (``scheduler=None``, or one that stopped answering):
+it then fetches from the origin itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import socket
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from damselfly.runtime.api import (
+    MAX_BODY_BYTES,
+    TASK_ID_PATTERN,
+    BadRequest,
+    OnceFileResponse,
+    Route,
+    add_routes,
+    auth_middleware,
+    error_middleware,
+    json_body,
+    path_id,
+)
+from damselfly.runtime.client import SchedulerClient, SchedulerRejected, SchedulerUnavailable
+from damselfly.runtime.config import DaemonConfig, split_listen
+from damselfly.runtime.download import DownloadError, PeerTask
+from damselfly.runtime.ratelimit import TokenBucket
+from damselfly.runtime.storage import Storage, StorageError, TaskStore
+from damselfly.scheduling import task_id as make_task_id
+
+__all__ = ["DAEMON_KEY", "Daemon", "DaemonMetrics"]
+
+log = logging.getLogger("damselfly.runtime.daemon")
+
+
+class DaemonMetrics:
+    """The daemon's Prometheus metrics, in a registry of its own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        registry = self.registry
+        self.downloaded = Counter(
+            "damselfly_daemon_downloaded_bytes",
+            "Verified bytes downloaded, by source (origin, seed, peer)",
+            ["source"],
+            registry=registry,
+        )
+        for source in ("origin", "seed", "peer"):
+            self.downloaded.labels(source=source)
+        self.uploaded = Counter(
+            "damselfly_daemon_uploaded_bytes", "Bytes served to other peers", registry=registry
+        )
+        self.pieces = Counter(
+            "damselfly_daemon_pieces",
+            "Piece transfers by result (verified, corrupt, failed)",
+            ["result"],
+            registry=registry,
+        )
+        self.piece_seconds = Histogram(
+            "damselfly_daemon_piece_seconds",
+            "Seconds to fetch and verify one piece",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=registry,
+        )
+        self.tasks = Counter(
+            "damselfly_daemon_tasks", "Finished downloads by result", ["result"], registry=registry
+        )
+        self.active_tasks = Gauge(
+            "damselfly_daemon_active_tasks", "Downloads in progress", registry=registry
+        )
+        self.active_uploads = Gauge(
+            "damselfly_daemon_active_uploads", "Piece uploads in progress", registry=registry
+        )
+
+
+DAEMON_KEY: web.AppKey[Daemon] = web.AppKey("daemon")
+
+
+class Daemon:
+    """A peer daemon (see the module docstring). ``start`` then ``stop``."""
+
+    def __init__(self, config: DaemonConfig) -> None:
+        self.config = config
+        self.host_id = config.host_id or f"{socket.gethostname()}-{random.getrandbits(32):08x}"
+        self.storage = Storage(Path(config.data_dir), quota=config.quota)
+        self.metrics = DaemonMetrics()
+        self.downloads: dict[str, asyncio.Task[TaskStore]] = {}
+        self.peer_tasks: dict[str, PeerTask] = {}
+        self.download_limit = TokenBucket(config.download_rate) if config.download_rate else None
+        self.source_limit = (
+            TokenBucket(config.back_to_source_rate) if config.back_to_source_rate else None
+        )
+        self.upload_slots = asyncio.Semaphore(
+            config.upload_slots if config.upload_slots is not None else (200 if config.seed else 50)
+        )
+        self.session: aiohttp.ClientSession = None  # type: ignore[assignment]
+        self.client: SchedulerClient | None = None
+        self.address = ""
+        self.socket_path: str | None = None
+        self._runners: list[web.AppRunner] = []
+        self._background: list[asyncio.Task[Any]] = []
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load storage, start the servers, announce the host, resume tasks."""
+        config = self.config
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=256, limit_per_host=32),
+            auto_decompress=False,
+        )
+        if config.scheduler:
+            self.client = SchedulerClient(self.session, config.scheduler, config.token)
+        stores = await asyncio.to_thread(self.storage.load)
+
+        upload_runner = web.AppRunner(self.upload_app(), access_log=None)
+        await upload_runner.setup()
+        host, port = split_listen(config.listen)
+        site = web.TCPSite(upload_runner, host, port)
+        await site.start()
+        self._runners.append(upload_runner)
+        bound = upload_runner.addresses[0]
+        self.address = config.advertise or f"http://{host}:{bound[1]}"
+
+        if config.socket:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(config.socket)
+            local_runner = web.AppRunner(self.local_app(), access_log=None)
+            await local_runner.setup()
+            await web.UnixSite(local_runner, config.socket).start()
+            self._runners.append(local_runner)
+            self.socket_path = config.socket
+
+        if self.client is not None:
+            with contextlib.suppress(SchedulerUnavailable, SchedulerRejected):
+                await self.announce()
+            self._background.append(asyncio.create_task(self._heartbeat()))
+            self._background.append(asyncio.create_task(self._host_stream()))
+        for store in stores:
+            if store.complete:
+                self._background.append(asyncio.create_task(self._reannounce(store)))
+            elif store.url:
+                self.download(store.url, store.digest)
+
+    async def stop(self) -> None:
+        """Leave the scheduler, stop downloads and servers; storage stays for a restart."""
+        for job in self._background:
+            job.cancel()
+        for job in list(self.downloads.values()):
+            job.cancel()
+        for job in [*self._background, *self.downloads.values()]:
+            with contextlib.suppress(BaseException):
+                await job
+        if self.client is not None:
+            with contextlib.suppress(SchedulerUnavailable, SchedulerRejected):
+                await self.client.call("DELETE", f"/api/v1/hosts/{self.host_id}")
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        if self.session is not None:
+            await self.session.close()
+        self.storage.close()
+
+    async def announce(self) -> None:
+        assert self.client is not None
+        config = self.config
+        await self.client.call(
+            "POST",
+            "/api/v1/hosts",
+            {
+                "host_id": self.host_id,
+                "address": self.address,
+                "kind": "seed" if config.seed else "normal",
+                "upload_rate": config.upload_rate,
+                "upload_slots": config.upload_slots,
+                "idc": config.idc,
+                "location": config.location,
+            },
+        )
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.heartbeat_interval)
+            with contextlib.suppress(SchedulerUnavailable, SchedulerRejected):
+                await self.announce()
+
+    async def _host_stream(self) -> None:
+        """Follow the host's decisions (seed triggers); reconnect when the stream drops."""
+        assert self.client is not None
+        while True:
+            try:
+                async for message in self.client.stream(f"/api/v1/hosts/{self.host_id}/stream"):
+                    if message.get("type") == "trigger_seed":
+                        url = str(message.get("url", ""))
+                        if url:
+                            self.download(url, str(message.get("digest", "")))
+                    elif message.get("type") == "host_evicted":
+                        await self.announce()
+            except SchedulerRejected:
+                with contextlib.suppress(SchedulerUnavailable, SchedulerRejected):
+                    await self.announce()
+            except SchedulerUnavailable:
+                pass
+            await asyncio.sleep(1.0)
+
+    async def _reannounce(self, store: TaskStore) -> None:
+        """Tell the scheduler this host holds a finished task (after a restart)."""
+        client = self.client
+        if client is None:
+            return
+        peer_id = f"{self.host_id}-{store.task_id[:12]}-{random.getrandbits(32):08x}"
+        finished = [
+            {
+                "piece": index,
+                "length": store.range(index)[1],
+                "digest": store.piece_digests[index],
+            }
+            for index in store.verified
+        ]
+        with contextlib.suppress(SchedulerUnavailable, SchedulerRejected):
+            await client.call(
+                "POST",
+                "/api/v1/peers",
+                {
+                    "peer_id": peer_id,
+                    "host_id": self.host_id,
+                    "url": store.url,
+                    "digest": store.digest,
+                    "content_length": store.content_length,
+                    "need_back_to_source": True,
+                },
+            )
+            await client.call("POST", f"/api/v1/peers/{peer_id}/pieces", {"finished": finished})
+            await client.call("POST", f"/api/v1/peers/{peer_id}/succeeded", {})
+
+    # -- downloads ------------------------------------------------------------------------
+
+    def download(
+        self,
+        url: str,
+        digest: str = "",
+        *,
+        headers: dict[str, str] | None = None,
+        disable_back_to_source: bool = False,
+    ) -> asyncio.Task[TaskStore]:
+        """Start downloading ``url`` (or join the download already running)."""
+        identity = make_task_id(url, digest=digest)
+        running = self.downloads.get(identity)
+        if running is not None and not running.done():
+            return running
+        store = self.storage.open(identity, url, digest)
+        peer_task = PeerTask(
+            self,
+            store,
+            url=url,
+            digest=digest,
+            headers=headers,
+            disable_back_to_source=disable_back_to_source,
+        )
+        self.peer_tasks[identity] = peer_task
+        job = asyncio.create_task(peer_task.run())
+        job.add_done_callback(_quiet)
+        self.downloads[identity] = job
+        return job
+
+    # -- the upload server ----------------------------------------------------------------
+
+    def upload_app(self) -> web.Application:
+        app = web.Application(
+            middlewares=[error_middleware, auth_middleware(self.config.token)],
+            client_max_size=MAX_BODY_BYTES,
+        )
+        app[DAEMON_KEY] = self
+        add_routes(app, UPLOAD_ROUTES)
+        return app
+
+    def local_app(self) -> web.Application:
+        app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
+        app[DAEMON_KEY] = self
+        add_routes(app, LOCAL_ROUTES)
+        return app
+
+
+def _quiet(job: asyncio.Task[Any]) -> None:
+    if not job.cancelled():
+        job.exception()  # retrieved: a failed download is reported to whoever awaits it
+
+
+def _store_for(request: web.Request) -> tuple[Daemon, TaskStore]:
+    daemon = request.app[DAEMON_KEY]
+    task_id = path_id(request, "task_id", TASK_ID_PATTERN)
+    store = daemon.storage.get(task_id)
+    if store is None or not store.has_metadata:
+        raise web.HTTPNotFound(text=f"no task {task_id[:12]} here")
+    return daemon, store
+
+
+async def task_bitfield(request: web.Request) -> web.Response:
+    _, store = _store_for(request)
+    return web.json_response(
+        {
+            "task_id": store.task_id,
+            "content_length": store.content_length,
+            "piece_length": store.piece_length,
+            "piece_count": store.piece_count,
+            "bitfield": store.verified.to_bytes().hex(),
+        }
+    )
+
+
+async def task_data(request: web.Request) -> web.StreamResponse:
+    daemon, store = _store_for(request)
+    try:
+        requested = request.http_range
+    except ValueError:
+        raise BadRequest("a malformed Range header") from None
+    start, stop = requested.start, requested.stop
+    if start is None or stop is None or start < 0 or requested.step not in (None, 1):
+        raise BadRequest("a Range header bytes=START-END is required")
+    assert store.content_length is not None
+    if stop > store.content_length or start >= stop:
+        raise web.HTTPRequestRangeNotSatisfiable(text="the range is outside the content")
+    if not store.has_range(start, stop):
+        raise web.HTTPNotFound(text="those pieces are not verified here")
+    if daemon.upload_slots.locked():
+        raise web.HTTPServiceUnavailable(text="every upload slot is busy")
+    async with daemon.upload_slots:
+        daemon.metrics.active_uploads.inc()
+        try:
+            if daemon.config.test_corrupt_uploads:
+                response: web.StreamResponse = await _corrupt_range(request, store, start, stop)
+            else:
+                response = OnceFileResponse(store.data_path, chunk_size=1024 * 1024)
+                try:
+                    await response.prepare(request)
+                except ConnectionResetError:  # the child gave up on this piece (endgame)
+                    return response
+        finally:
+            daemon.metrics.active_uploads.dec()
+    daemon.metrics.uploaded.inc(stop - start)
+    return response
+
+
+async def _corrupt_range(
+    request: web.Request, store: TaskStore, start: int, stop: int
+) -> web.Response:
+    """A test hook: serve the range with its first byte flipped (a lying parent)."""
+
+    def read() -> bytes:
+        with open(store.data_path, "rb") as file:
+            file.seek(start)
+            return file.read(stop - start)
+
+    data = bytearray(await asyncio.to_thread(read))
+    data[0] ^= 0xFF
+    response = web.Response(
+        status=206,
+        body=bytes(data),
+        headers={"Content-Range": f"bytes {start}-{stop - 1}/{store.content_length}"},
+    )
+    return response
+
+
+async def daemon_metrics(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON_KEY]
+    return web.Response(
+        body=generate_latest(daemon.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+UPLOAD_ROUTES = [
+    Route(
+        method="GET",
+        path="/download/v1/tasks/{task_id}/bitfield",
+        handler=task_bitfield,
+        summary="The verified pieces of a task held here",
+    ),
+    Route(
+        method="GET",
+        path="/download/v1/tasks/{task_id}/data",
+        handler=task_data,
+        summary="Bytes of verified pieces (Range: bytes=START-END)",
+        responses={"206": "the range"},
+    ),
+    Route(
+        method="GET",
+        path="/metrics",
+        handler=daemon_metrics,
+        summary="Prometheus metrics",
+        public=True,
+    ),
+    Route(method="GET", path="/healthz", handler=healthz, summary="Liveness", public=True),
+]
+
+
+# -- the local API ------------------------------------------------------------------------------
+
+DOWNLOAD_BODY = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["url"],
+    "properties": {
+        "url": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 4096,
+            "pattern": r"^[a-zA-Z][a-zA-Z0-9+.-]*://",
+        },
+        "digest": {"type": "string", "maxLength": 200, "pattern": r"^(|sha256:[0-9a-fA-F]{64})$"},
+        "headers": {"type": "object"},
+        "disable_back_to_source": {"type": "boolean"},
+    },
+}
+
+
+async def start_download(request: web.Request) -> web.StreamResponse:
+    daemon = request.app[DAEMON_KEY]
+    body = await json_body(request, DOWNLOAD_BODY)
+    headers = body.get("headers", {})
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+        raise BadRequest("headers must map names to strings")
+    try:
+        job = daemon.download(
+            body["url"],
+            body.get("digest", ""),
+            headers=headers,
+            disable_back_to_source=body.get("disable_back_to_source", False),
+        )
+    except StorageError as error:
+        raise BadRequest(str(error)) from None
+    identity = make_task_id(body["url"], digest=body.get("digest", ""))
+    peer_task = daemon.peer_tasks[identity]
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await response.prepare(request)
+
+    async def send(event: dict[str, Any]) -> None:
+        await response.write((json.dumps(event) + "\n").encode())
+
+    while not job.done():
+        progress = peer_task.progress
+        await send(
+            {
+                "event": "progress",
+                "content_length": progress.content_length,
+                "completed_bytes": progress.completed_bytes,
+                "bytes_from": progress.bytes_from,
+                "mode": progress.mode,
+            }
+        )
+        await asyncio.wait([job], timeout=0.25)
+    if job.cancelled():
+        await send({"event": "error", "message": "the download was cancelled"})
+    elif job.exception() is not None:
+        error = job.exception()
+        message = str(error) if isinstance(error, DownloadError) else f"{error!r}"
+        await send({"event": "error", "message": message})
+    else:
+        store = job.result()
+        await send(
+            {
+                "event": "done",
+                "path": str(store.data_path),
+                "content_length": store.content_length,
+                "bytes_from": peer_task.progress.bytes_from,
+            }
+        )
+    await response.write_eof()
+    return response
+
+
+async def list_tasks(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON_KEY]
+    return web.json_response(
+        [
+            {
+                "task_id": store.task_id,
+                "url": store.url,
+                "content_length": store.content_length,
+                "verified_pieces": store.verified.count,
+                "piece_count": store.piece_count,
+                "complete": store.complete,
+            }
+            for store in daemon.storage.stores.values()
+        ]
+    )
+
+
+LOCAL_ROUTES = [
+    Route(
+        method="POST",
+        path="/api/v1/downloads",
+        handler=start_download,
+        summary="Download a URL; streams NDJSON progress",
+        body=DOWNLOAD_BODY,
+    ),
+    Route(method="GET", path="/api/v1/tasks", handler=list_tasks, summary="Tasks held here"),
+    Route(method="GET", path="/healthz", handler=healthz, summary="Liveness", public=True),
+]

@@ -1,0 +1,299 @@
+"""The daemon's disk: one pre-allocated content file per task plus a small metadata file.
+
+Layout under the data dir: ``tasks/<task_id>/data`` (the content, allocated at full length
+when the length is known) and ``tasks/<task_id>/meta.json`` (URL, digest, length, piece
+length, the verified-piece bitmap, per-piece digests, last access). A piece is written with
+``pwrite`` and made durable with ``fdatasync`` before it is marked verified; the metadata is
+rewritten atomically (temporary file, fsync, rename) before the daemon reports the pieces it
+lists, so a restarted daemon finds exactly what it had reported and fetches nothing twice.
+
+A quota caps the bytes allocated; allocating past it evicts finished tasks that nobody is
+using, least recently used first. When that is not enough, or the disk is full, the
+allocation raises :class:`StorageFullError` and the task fails with that reason; every other
+task keeps being served.
+
+Task ids are 64 hex digits (checked here too), so no id can walk out of the data dir.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import errno
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from damselfly.scheduling import Bitfield, piece_count, piece_range
+
+__all__ = ["Storage", "StorageError", "StorageFullError", "TaskStore"]
+
+_TASK_ID = re.compile(r"[0-9a-f]{64}")
+
+
+class StorageError(Exception):
+    """The data dir could not hold or read a task."""
+
+
+class StorageFullError(StorageError):
+    """No room for a task: the quota is reached or the disk is full."""
+
+
+@dataclass(slots=True)
+class TaskStore:
+    """One task on disk: its content file and what is known about it."""
+
+    directory: Path
+    task_id: str
+    url: str
+    digest: str = ""
+    content_length: int | None = None
+    piece_length: int = 0
+    verified: Bitfield = field(default_factory=lambda: Bitfield(0))
+    piece_digests: list[str | None] = field(default_factory=list)
+    last_access: float = 0.0
+    in_use: int = 0
+    failure: str | None = None
+    _fd: int | None = None
+
+    @property
+    def data_path(self) -> Path:
+        return self.directory / "data"
+
+    @property
+    def meta_path(self) -> Path:
+        return self.directory / "meta.json"
+
+    @property
+    def piece_count(self) -> int:
+        return self.verified.size
+
+    @property
+    def has_metadata(self) -> bool:
+        return self.content_length is not None
+
+    @property
+    def complete(self) -> bool:
+        return self.content_length is not None and self.verified.complete
+
+    @property
+    def verified_bytes(self) -> int:
+        if self.content_length is None:
+            return 0
+        return sum(self.range(index)[1] for index in self.verified)
+
+    def range(self, index: int) -> tuple[int, int]:
+        """``(offset, size)`` of piece ``index``."""
+        assert self.content_length is not None
+        return piece_range(self.content_length, self.piece_length, index)
+
+    def has_range(self, start: int, end: int) -> bool:
+        """Whether bytes ``start .. end-1`` all lie in verified pieces."""
+        if self.content_length is None or not self.piece_length or start >= end:
+            return False
+        if end > self.content_length:
+            return False
+        first, last = start // self.piece_length, (end - 1) // self.piece_length
+        return all(self.verified.has(index) for index in range(first, last + 1))
+
+    # -- writing -------------------------------------------------------------------------
+
+    def _open(self) -> int:
+        if self._fd is None:
+            self._fd = os.open(self.data_path, os.O_RDWR | os.O_CREAT, 0o644)
+        return self._fd
+
+    def write_piece(self, index: int, data: bytes) -> None:
+        """Write piece ``index`` and make it durable (blocking: call it in a thread).
+
+        Raises StorageFullError when the disk is full.
+        """
+        offset, size = self.range(index)
+        if len(data) != size:
+            raise StorageError(f"piece {index} has {len(data)} bytes, expected {size}")
+        try:
+            fd = self._open()
+            written = os.pwrite(fd, data, offset)
+            while written < size:
+                written += os.pwrite(fd, data[written:], offset + written)
+            os.fdatasync(fd)
+        except OSError as error:
+            if error.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StorageFullError(f"disk full writing task {self.task_id[:12]}") from None
+            raise StorageError(f"cannot write task {self.task_id[:12]}: {error}") from None
+
+    def read_piece(self, index: int) -> bytes:
+        """Read piece ``index`` back (blocking)."""
+        offset, size = self.range(index)
+        with open(self.data_path, "rb") as file:
+            file.seek(offset)
+            return file.read(size)
+
+    def mark_verified(self, index: int, digest: str) -> None:
+        self.verified.set(index)
+        self.piece_digests[index] = digest
+
+    def save(self) -> None:
+        """Rewrite meta.json atomically and durably (blocking)."""
+        body: dict[str, Any] = {
+            "task_id": self.task_id,
+            "url": self.url,
+            "digest": self.digest,
+            "content_length": self.content_length,
+            "piece_length": self.piece_length,
+            "piece_count": self.piece_count,
+            "verified": base64.b64encode(self.verified.to_bytes()).decode(),
+            "piece_digests": self.piece_digests,
+            "last_access": self.last_access,
+        }
+        temporary = self.meta_path.with_suffix(".tmp")
+        with open(temporary, "w", encoding="utf-8") as file:
+            json.dump(body, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, self.meta_path)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+
+    def allocated_bytes(self) -> int:
+        return self.content_length or 0
+
+
+class Storage:
+    """Every task under one data dir, with a quota (bytes; None for no quota)."""
+
+    def __init__(self, data_dir: Path, *, quota: int | None = None) -> None:
+        self.data_dir = data_dir
+        self.tasks_dir = data_dir / "tasks"
+        self.tasks_dir.mkdir(parents=True, exist_ok=True)
+        self.quota = quota
+        self.stores: dict[str, TaskStore] = {}
+
+    def load(self) -> list[TaskStore]:
+        """Read every task's metadata (at start); a task whose metadata is unreadable is
+        dropped from disk, since nothing in it can be trusted."""
+        for directory in sorted(self.tasks_dir.iterdir()):
+            if not _TASK_ID.fullmatch(directory.name):
+                continue
+            try:
+                store = self._read(directory)
+            except (OSError, ValueError, KeyError, TypeError):
+                _remove_tree(directory)
+                continue
+            self.stores[store.task_id] = store
+        return list(self.stores.values())
+
+    @staticmethod
+    def _read(directory: Path) -> TaskStore:
+        body = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
+        length = body["content_length"]
+        count = int(body["piece_count"])
+        verified = Bitfield.from_bytes(count, base64.b64decode(body["verified"]))
+        digests = list(body["piece_digests"])
+        if len(digests) != count:
+            raise ValueError("digest list length")
+        if length is not None and not (directory / "data").exists():
+            verified = Bitfield(count)
+        return TaskStore(
+            directory=directory,
+            task_id=directory.name,
+            url=body["url"],
+            digest=body.get("digest", ""),
+            content_length=length,
+            piece_length=int(body["piece_length"]),
+            verified=verified,
+            piece_digests=digests,
+            last_access=float(body.get("last_access", 0.0)),
+        )
+
+    def get(self, task_id: str) -> TaskStore | None:
+        return self.stores.get(task_id)
+
+    def open(self, task_id: str, url: str, digest: str) -> TaskStore:
+        """The store of ``task_id``, created empty (no length yet) if new."""
+        if not _TASK_ID.fullmatch(task_id):
+            raise StorageError(f"bad task id {task_id[:80]!r}")
+        store = self.stores.get(task_id)
+        if store is None:
+            directory = self.tasks_dir / task_id
+            directory.mkdir(parents=True, exist_ok=True)
+            store = TaskStore(directory=directory, task_id=task_id, url=url, digest=digest)
+            self.stores[task_id] = store
+        store.last_access = time.time()
+        return store
+
+    def allocate(self, store: TaskStore, content_length: int, piece_length: int) -> None:
+        """Give ``store`` its length and reserve the bytes on disk (blocking).
+
+        Evicts least recently used finished tasks to stay within the quota; raises
+        StorageFullError when there is no room.
+        """
+        if store.content_length is not None:
+            return
+        if self.quota is not None:
+            self._make_room(content_length, keep=store.task_id)
+        count = piece_count(content_length, piece_length) if content_length else 0
+        try:
+            fd = os.open(store.data_path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                if content_length:
+                    os.posix_fallocate(fd, 0, content_length)
+            finally:
+                os.close(fd)
+        except OSError as error:
+            if error.errno in (errno.ENOSPC, errno.EDQUOT):
+                with contextlib.suppress(OSError):
+                    os.unlink(store.data_path)
+                raise StorageFullError(
+                    f"disk full: no room for {content_length} bytes of task {store.task_id[:12]}"
+                ) from None
+            raise StorageError(f"cannot allocate task {store.task_id[:12]}: {error}") from None
+        store.content_length = content_length
+        store.piece_length = piece_length
+        store.verified = Bitfield(count)
+        store.piece_digests = [None] * count
+        store.save()
+
+    def used_bytes(self) -> int:
+        return sum(store.allocated_bytes() for store in self.stores.values())
+
+    def _make_room(self, wanted: int, *, keep: str) -> None:
+        assert self.quota is not None
+        if wanted > self.quota:
+            raise StorageFullError(f"{wanted} bytes exceed the disk quota of {self.quota} bytes")
+        victims = sorted(
+            (s for s in self.stores.values() if s.task_id != keep and s.complete and s.in_use == 0),
+            key=lambda s: s.last_access,
+        )
+        while self.used_bytes() + wanted > self.quota:
+            if not victims:
+                raise StorageFullError(
+                    f"the disk quota of {self.quota} bytes is full of tasks in use"
+                )
+            self.remove(victims.pop(0).task_id)
+
+    def remove(self, task_id: str) -> None:
+        store = self.stores.pop(task_id, None)
+        if store is not None:
+            store.close()
+            _remove_tree(store.directory)
+
+    def close(self) -> None:
+        for store in self.stores.values():
+            store.close()
+
+
+def _remove_tree(directory: Path) -> None:
+    for child in directory.iterdir():
+        with contextlib.suppress(OSError):
+            child.unlink()
+    with contextlib.suppress(OSError):
+        directory.rmdir()
