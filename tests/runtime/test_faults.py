@@ -1,0 +1,131 @@
+"""Faults with real processes on loopback: killed parents, a lost scheduler, a lying parent,
+a restarted daemon. Downloads are slowed with the daemons' own rate limit so that the fault
+lands mid-transfer; every wait is bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from damselfly.scheduling import task_id
+from tests.runtime.conftest import (
+    Origin,
+    Swarm,
+    bitfield_count,
+    downloaded,
+    get,
+    make_content,
+    metrics,
+)
+
+pytestmark = pytest.mark.slow
+
+SIZE = 32 * 1024 * 1024
+PIECE = 4 * 1024 * 1024
+SLOW = ["--download-rate", "64Mbit/s"]  # 8 MiB/s: 4 s for the whole file
+
+
+async def wait_for_pieces(address: str, task: str, count: int, limit: float = 30.0) -> int:
+    """Poll a daemon until it holds ``count`` verified pieces of ``task`` (bounded)."""
+    for _ in range(int(limit / 0.05)):
+        held = await bitfield_count(address, task)
+        if held >= count:
+            return held
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{address} never held {count} pieces")
+
+
+async def test_children_finish_when_their_parent_is_killed(
+    origin: Origin, swarm: Swarm, tmp_path: Path
+) -> None:
+    data, _ = make_content(origin.root, "f.bin", SIZE)
+    url = f"{origin.url}/f.bin"
+    await swarm.start_scheduler()
+    seed = await swarm.start_daemon("seed0", seed=True)
+    names = ["peer0", "peer1", "peer2"]
+    for name in names:
+        await swarm.start_daemon(name, extra=SLOW)
+    downloads = [asyncio.create_task(get(str(tmp_path / f"{n}.sock"), url)) for n in names]
+    await wait_for_pieces(swarm.daemons["peer0"].address, task_id(url), 2)
+    seed.kill()
+    results = await asyncio.wait_for(asyncio.gather(*downloads), timeout=90)
+    for result in results:
+        assert result["event"] == "done", result
+        assert Path(result["path"]).read_bytes() == data
+
+
+async def test_daemons_fall_back_to_the_source_when_the_scheduler_stops(
+    origin: Origin, swarm: Swarm, tmp_path: Path
+) -> None:
+    data, _ = make_content(origin.root, "f.bin", SIZE)
+    url = f"{origin.url}/f.bin"
+    scheduler = await swarm.start_scheduler()
+    await swarm.start_daemon("seed0", seed=True)
+    names = ["peer0", "peer1"]
+    for name in names:
+        await swarm.start_daemon(name, extra=SLOW)
+    downloads = [asyncio.create_task(get(str(tmp_path / f"{n}.sock"), url)) for n in names]
+    await wait_for_pieces(swarm.daemons["peer0"].address, task_id(url), 1)
+    scheduler.kill()
+    results = await asyncio.wait_for(asyncio.gather(*downloads), timeout=90)
+    from_origin = 0.0
+    for name, result in zip(names, results, strict=True):
+        assert result["event"] == "done", result
+        assert Path(result["path"]).read_bytes() == data
+        from_origin += downloaded(await metrics(swarm.daemons[name].address), "origin")
+    assert from_origin > 0
+
+
+async def test_a_parent_serving_corrupt_pieces_is_detected_and_avoided(
+    origin: Origin, swarm: Swarm, tmp_path: Path
+) -> None:
+    data, _ = make_content(origin.root, "f.bin", SIZE)
+    url = f"{origin.url}/f.bin"
+    await swarm.start_scheduler()
+    await swarm.start_daemon("seed0", seed=True, env={"DAMSELFLY_DAEMON_TEST_CORRUPT_UPLOADS": "1"})
+    peer = await swarm.start_daemon("peer0")
+    result = await asyncio.wait_for(get(str(tmp_path / "peer0.sock"), url), timeout=90)
+    assert result["event"] == "done", result
+    assert Path(result["path"]).read_bytes() == data
+    values = await metrics(peer.address)
+    assert values["damselfly_daemon_pieces_total{result=corrupt}"] >= 1
+    assert downloaded(values, "seed") == 0  # nothing it accepted came from the liar
+    # A second daemon has an honest parent now (peer0) and the liar: it ends correct too.
+    await swarm.start_daemon("peer1")
+    result = await asyncio.wait_for(get(str(tmp_path / "peer1.sock"), url), timeout=90)
+    assert result["event"] == "done", result
+    assert Path(result["path"]).read_bytes() == data
+    assert downloaded(await metrics(swarm.daemons["peer1"].address), "seed") == 0
+
+
+async def test_a_restarted_daemon_resumes_without_fetching_pieces_again(
+    origin: Origin, swarm: Swarm, tmp_path: Path
+) -> None:
+    data, _ = make_content(origin.root, "f.bin", SIZE)
+    url = f"{origin.url}/f.bin"
+    task = task_id(url)
+    await swarm.start_scheduler()
+    await swarm.start_daemon("seed0", seed=True)
+    first = await swarm.start_daemon("peer0", extra=SLOW)
+    interrupted = asyncio.create_task(get(str(tmp_path / "peer0.sock"), url))
+    await wait_for_pieces(first.address, task, 3)
+    first.kill()
+    await first.process.wait()
+    with pytest.raises(Exception):  # noqa: B017 (the daemon died under it)
+        await asyncio.wait_for(interrupted, timeout=10)
+
+    meta = json.loads((tmp_path / "peer0" / "tasks" / task / "meta.json").read_text())
+    durable = int.from_bytes(base64.b64decode(meta["verified"]), "little").bit_count()
+    assert 0 < durable < SIZE // PIECE
+
+    second = await swarm.start_daemon("peer0")
+    result = await asyncio.wait_for(get(str(tmp_path / "peer0.sock"), url), timeout=90)
+    assert result["event"] == "done", result
+    assert Path(result["path"]).read_bytes() == data
+    values = await metrics(second.address)
+    fetched = sum(downloaded(values, source) for source in ("origin", "seed", "peer"))
+    assert fetched == SIZE - durable * PIECE
