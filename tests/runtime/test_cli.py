@@ -1,0 +1,90 @@
+"""`damselfly get` as a user runs it: through a daemon, in process, and failing cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.runtime.conftest import COMMAND, TOKEN, Origin, Swarm, make_content
+
+pytestmark = pytest.mark.slow
+
+
+async def run_get(*args: str) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        *COMMAND,
+        "get",
+        *args,
+        "--quiet",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "DAMSELFLY_TOKEN": TOKEN},
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=90)
+    assert process.returncode is not None
+    return process.returncode, stderr.decode()
+
+
+async def test_get_through_a_daemon_with_a_digest(
+    origin: Origin, swarm: Swarm, tmp_path: Path
+) -> None:
+    data, digest = make_content(origin.root, "f.bin", 9 * 1024 * 1024)
+    await swarm.start_scheduler()
+    await swarm.start_daemon("seed0", seed=True)
+    await swarm.start_daemon("peer0")
+    output = tmp_path / "out.bin"
+    code, stderr = await run_get(
+        f"{origin.url}/f.bin", "-O", str(output), "--digest", digest,
+        "--daemon", str(tmp_path / "peer0.sock"),
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert output.read_bytes() == data
+
+
+async def test_get_in_process_without_a_daemon(origin: Origin, tmp_path: Path) -> None:
+    data, _ = make_content(origin.root, "f.bin", 5 * 1024 * 1024 + 3)
+    output = tmp_path / "out.bin"
+    code, stderr = await run_get(f"{origin.url}/f.bin", "-O", str(output), "--header", "X-Trace: 1")
+    assert code == 0, stderr
+    assert hashlib.sha256(output.read_bytes()).digest() == hashlib.sha256(data).digest()
+
+
+@pytest.mark.parametrize(
+    ("name", "extra", "expected"),
+    [
+        ("missing.bin", [], "404"),
+        ("f.bin", ["--digest", "sha256:" + "0" * 64], "does not match"),
+        ("f.bin", ["--disable-back-to-source"], "back-to-source is disabled"),
+    ],
+)
+async def test_get_fails_with_one_line_and_leaves_no_file(
+    origin: Origin, tmp_path: Path, name: str, extra: list[str], expected: str
+) -> None:
+    make_content(origin.root, "f.bin", 1024)
+    output = tmp_path / "out.bin"
+    code, stderr = await run_get(f"{origin.url}/{name}", "-O", str(output), *extra)
+    assert code != 0
+    assert expected in stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr
+    assert not output.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.bin")]
+
+
+async def test_get_rejects_bad_flags_with_exit_2(tmp_path: Path) -> None:
+    code, stderr = await run_get("not-a-url", "-O", str(tmp_path / "x"))
+    assert code == 2 and "not a URL" in stderr
+    code, stderr = await run_get("http://x/y", "-O", str(tmp_path / "x"), "--digest", "md5:1")
+    assert code == 2
+
+
+def test_the_cli_module_has_the_four_commands() -> None:
+    from damselfly.cli import runtime
+
+    for name in ("scheduler", "daemon", "get", "cluster"):
+        assert hasattr(runtime, name)
+    assert sys.executable
