@@ -174,8 +174,8 @@ class PeerTask:
                     await job
             store.in_use -= 1
             metrics.active_tasks.dec()
-            with contextlib.suppress(OSError):
-                await asyncio.to_thread(store.save)
+            with contextlib.suppress(OSError, StorageError):
+                await asyncio.to_thread(store.checkpoint)
 
     async def _download(self, background: list[asyncio.Task[Any]]) -> None:
         client = self.daemon.client
@@ -381,7 +381,7 @@ class PeerTask:
             finished, self.finished_reports = self.finished_reports, []
             failed, self.failed_reports = self.failed_reports, []
             if finished:
-                await asyncio.to_thread(self.store.save)
+                await asyncio.to_thread(self.store.checkpoint)
             try:
                 await client.call(
                     "POST",
