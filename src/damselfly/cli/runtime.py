@@ -117,6 +117,7 @@ def scheduler(**options: Any) -> None:
 @click.option("--location", help="Location, '|'-separated (for affinity).")
 @click.option("--upload-rate", help="Announced upload capacity, e.g. 10Gbit/s.")
 @click.option("--upload-slots", type=int, help="Uploads served at once.")
+@click.option("--upload-rate-limit", help="Rate limit on serving pieces, e.g. 1Gbit/s.")
 @click.option("--download-rate", help="Download rate limit from peers, e.g. 1Gbit/s.")
 @click.option("--back-to-source-rate", help="Download rate limit from the origin.")
 @click.option("--quota", help="Disk quota, e.g. 20GiB (LRU eviction of finished tasks).")

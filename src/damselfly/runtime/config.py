@@ -66,6 +66,7 @@ class DaemonConfig:
     location: str = ""
     upload_rate: float = 1.25e9
     upload_slots: int | None = None
+    upload_rate_limit: float | None = None
     download_rate: float | None = None
     back_to_source_rate: float | None = None
     quota: int | None = None
@@ -79,7 +80,7 @@ class DaemonConfig:
     test_corrupt_uploads: bool = False
 
 
-_RATES = {"upload_rate", "download_rate", "back_to_source_rate"}
+_RATES = {"upload_rate", "upload_rate_limit", "download_rate", "back_to_source_rate"}
 _SIZES = {"quota"}
 _DURATIONS = {
     "parent_wait",

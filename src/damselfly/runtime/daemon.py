@@ -120,6 +120,9 @@ class Daemon:
         self.downloads: dict[str, asyncio.Task[TaskStore]] = {}
         self.peer_tasks: dict[str, PeerTask] = {}
         self.download_limit = TokenBucket(config.download_rate) if config.download_rate else None
+        self.upload_limit = (
+            TokenBucket(config.upload_rate_limit) if config.upload_rate_limit else None
+        )
         self.source_limit = (
             TokenBucket(config.back_to_source_rate) if config.back_to_source_rate else None
         )
@@ -361,6 +364,8 @@ async def task_data(request: web.Request) -> web.StreamResponse:
         try:
             if daemon.config.test_corrupt_uploads:
                 response: web.StreamResponse = await _corrupt_range(request, store, start, stop)
+            elif daemon.upload_limit is not None:
+                response = await _limited_range(request, daemon.upload_limit, store, start, stop)
             else:
                 response = OnceFileResponse(store.data_path, chunk_size=1024 * 1024)
                 try:
@@ -370,6 +375,31 @@ async def task_data(request: web.Request) -> web.StreamResponse:
         finally:
             daemon.metrics.active_uploads.dec()
     daemon.metrics.uploaded.inc(stop - start)
+    return response
+
+
+async def _limited_range(
+    request: web.Request, limit: TokenBucket, store: TaskStore, start: int, stop: int
+) -> web.StreamResponse:
+    """Serve a range through the upload token bucket (no zero-copy: bytes pass through)."""
+    response = web.StreamResponse(
+        status=206,
+        headers={"Content-Range": f"bytes {start}-{stop - 1}/{store.content_length}"},
+    )
+    response.content_length = stop - start
+    await response.prepare(request)
+    with open(store.data_path, "rb") as file:
+        position = start
+        while position < stop:
+            size = min(256 * 1024, stop - position)
+            await limit.take(size)
+            file.seek(position)
+            chunk = await asyncio.to_thread(file.read, size)
+            if not chunk:
+                break
+            await response.write(chunk)
+            position += len(chunk)
+    await response.write_eof()
     return response
 
 
