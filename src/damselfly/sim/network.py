@@ -507,7 +507,7 @@ class FlowNetwork:
         down_flows = flows_on[download]
         if not up_flows and not down_flows:
             return
-        if self._has_links:
+        if self._has_links and self._any_linked(up_flows, down_flows):
             self._rerate_constraints([upload, download], now)
             return
         capacity = self.capacity
@@ -549,12 +549,21 @@ class FlowNetwork:
         # Shared flows already hold their rate; the download side leaves them as they are.
         self._apply_pair(down_list, down_bounds, level_down, now)
 
+    @staticmethod
+    def _any_linked(first: dict[int, Flow], second: dict[int, Flow]) -> bool:
+        """Whether a flow here crosses a link (the pair fast path needs none to)."""
+        for flows in (first, second):
+            for flow in flows.values():
+                if len(flow.constraints) != 2:
+                    return True
+        return False
+
     def _rerate_side(self, constraint: int, side: int, now: float) -> None:
         """Max-min on one constraint alone, every other constraint held (a removal)."""
         flows = list(self.flows_on[constraint].values())
         if not flows:
             return
-        if self._has_links:
+        if self._has_links and self._any_linked(self.flows_on[constraint], {}):
             self._rerate_constraints([constraint], now)
             return
         # Flows on an upload are bounded by their receivers (constraints[1]), and the
