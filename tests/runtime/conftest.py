@@ -118,9 +118,10 @@ class Swarm:
     scheduler: Component | None = None
     daemons: dict[str, Component] = field(default_factory=dict)
 
-    async def start_scheduler(self) -> Component:
+    async def start_scheduler(self, extra: list[str] | None = None) -> Component:
         self.scheduler = await spawn(
-            ["scheduler", "--listen", "127.0.0.1:0"], self.directory / "scheduler.log"
+            ["scheduler", "--listen", "127.0.0.1:0", *(extra or [])],
+            self.directory / "scheduler.log",
         )
         return self.scheduler
 

@@ -130,3 +130,27 @@ async def test_a_restarted_daemon_resumes_without_fetching_pieces_again(
     values = await metrics(second.address)
     fetched = sum(downloaded(values, source) for source in ("origin", "seed", "peer"))
     assert fetched == SIZE - durable * PIECE
+
+
+async def test_tls_between_scheduler_daemons_and_peers(
+    origin: Origin, swarm: Swarm, tmp_path: Path
+) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    process = await asyncio.create_subprocess_exec(
+        "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+        "-keyout", str(key), "-out", str(cert),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert await asyncio.wait_for(process.wait(), timeout=60) == 0
+    tls = ["--tls-cert", str(cert), "--tls-key", str(key), "--tls-ca", str(cert)]
+    data, _ = make_content(origin.root, "f.bin", 9 * 1024 * 1024)
+    scheduler = await swarm.start_scheduler(tls[:4])
+    assert scheduler.address.startswith("https://")
+    await swarm.start_daemon("seed0", seed=True, extra=tls)
+    peer = await swarm.start_daemon("peer0", extra=tls)
+    assert peer.address.startswith("https://")
+    result = await asyncio.wait_for(get(str(tmp_path / "peer0.sock"), f"{origin.url}/f.bin"), 60)
+    assert result["event"] == "done", result
+    assert Path(result["path"]).read_bytes() == data
+    assert result["bytes_from"]["seed"] == len(data)

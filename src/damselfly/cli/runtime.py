@@ -52,6 +52,8 @@ def _token_options(function: Any) -> Any:
 @click.option("--evaluator", help="Parent evaluator (default, random, bandwidth, ...).")
 @click.option("--seed", type=int, help="Random seed of the scheduler.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), help="Log format.")
+@click.option("--tls-cert", type=click.Path(dir_okay=False), help="PEM certificate: serve HTTPS.")
+@click.option("--tls-key", type=click.Path(dir_okay=False), help="PEM private key for --tls-cert.")
 @_token_options
 def scheduler(**options: Any) -> None:
     """Run the scheduler service."""
@@ -60,6 +62,7 @@ def scheduler(**options: Any) -> None:
         SchedulerServiceConfig,
         load_config,
         read_token,
+        server_tls,
         split_listen,
     )
     from damselfly.runtime.process import run_until_signalled, setup_logging
@@ -73,6 +76,7 @@ def scheduler(**options: Any) -> None:
             SchedulerServiceConfig, "scheduler", path=path, flags={**options, "token": token}
         )
         host, port = split_listen(config.listen)
+        tls = server_tls(config.tls_cert, config.tls_key)
         core_config = SchedulerConfig(
             retry_interval=config.retry_interval,
             host_ttl=config.host_ttl,
@@ -90,9 +94,10 @@ def scheduler(**options: Any) -> None:
 
         async def start() -> dict[str, Any]:
             await runner.setup()
-            await web.TCPSite(runner, host, port).start()
+            await web.TCPSite(runner, host, port, ssl_context=tls).start()
             bound = runner.addresses[0]
-            return {"component": "scheduler", "address": f"http://{host}:{bound[1]}"}
+            scheme = "https" if tls is not None else "http"
+            return {"component": "scheduler", "address": f"{scheme}://{host}:{bound[1]}"}
 
         await run_until_signalled(start, runner.cleanup)
 
@@ -124,10 +129,19 @@ def scheduler(**options: Any) -> None:
 @click.option("--parent-wait", help="Go to the origin after this long without progress.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML config.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), help="Log format.")
+@click.option("--tls-cert", type=click.Path(dir_okay=False), help="PEM certificate: serve HTTPS.")
+@click.option("--tls-key", type=click.Path(dir_okay=False), help="PEM private key for --tls-cert.")
+@click.option("--tls-ca", type=click.Path(dir_okay=False), help="Extra CA bundle to trust.")
 @_token_options
 def daemon(**options: Any) -> None:
     """Run the peer daemon on this node."""
-    from damselfly.runtime.config import ConfigError, DaemonConfig, load_config, read_token
+    from damselfly.runtime.config import (
+        ConfigError,
+        DaemonConfig,
+        load_config,
+        read_token,
+        server_tls,
+    )
     from damselfly.runtime.daemon import Daemon
     from damselfly.runtime.process import run_until_signalled, setup_logging
 
@@ -137,6 +151,7 @@ def daemon(**options: Any) -> None:
         options["socket"] = options.pop("socket_path")
         path = options.pop("config_path")
         config = load_config(DaemonConfig, "daemon", path=path, flags={**options, "token": token})
+        server_tls(config.tls_cert, config.tls_key)  # a bad certificate is a one-line error
     except ConfigError as error:
         raise _config_error(error) from None
     setup_logging(config.log_format)
@@ -392,7 +407,9 @@ def _state_file(state_dir: str) -> Path:
     return Path(state_dir) / "cluster.json"
 
 
-def _spawn(args: list[str], env: dict[str, str], log: Path) -> tuple[subprocess.Popen[str], dict]:
+def _spawn(
+    args: list[str], env: dict[str, str], log: Path
+) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     process = subprocess.Popen(
         [*COMMAND, *args],
         stdout=subprocess.PIPE,

@@ -75,7 +75,10 @@ class SchedulerClient:
         """
         try:
             ws = await self.session.ws_connect(
-                self.base_url + path, headers=self.headers, heartbeat=20.0, timeout=10.0
+                self.base_url + path,
+                headers=self.headers,
+                heartbeat=20.0,
+                timeout=aiohttp.ClientWSTimeout(ws_close=10.0),
             )
         except aiohttp.WSServerHandshakeError as error:
             if 400 <= error.status < 500:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import ssl
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,8 +25,10 @@ __all__ = [
     "ConfigError",
     "DaemonConfig",
     "SchedulerServiceConfig",
+    "client_tls",
     "load_config",
     "read_token",
+    "server_tls",
     "split_listen",
 ]
 
@@ -47,6 +50,8 @@ class SchedulerServiceConfig:
     retry_interval: float = 0.5
     host_ttl: float = 600.0
     peer_idle_timeout: float = 1800.0
+    tls_cert: str | None = None
+    tls_key: str | None = None
     log_format: str = "text"
 
 
@@ -76,6 +81,9 @@ class DaemonConfig:
     source_backoff: float = 0.2
     source_concurrency: int = 4
     heartbeat_interval: float = 30.0
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_ca: str | None = None
     log_format: str = "text"
     test_corrupt_uploads: bool = False
 
@@ -168,6 +176,31 @@ def read_token(token: str | None, token_file: str | None) -> str | None:
         except OSError as error:
             raise ConfigError(f"token file {token_file}: {error}") from None
     return token
+
+
+def server_tls(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    """A server TLS context from PEM files (None when no certificate is given)."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise ConfigError("TLS needs both a certificate (tls_cert) and a key (tls_key)")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as error:
+        raise ConfigError(f"TLS certificate {cert}: {error}") from None
+    return context
+
+
+def client_tls(ca: str | None) -> ssl.SSLContext:
+    """The client TLS context: the system's trust store plus ``ca`` (a PEM bundle)."""
+    context = ssl.create_default_context()
+    if ca is not None:
+        try:
+            context.load_verify_locations(ca)
+        except (OSError, ssl.SSLError) as error:
+            raise ConfigError(f"TLS CA bundle {ca}: {error}") from None
+    return context
 
 
 def split_listen(listen: str) -> tuple[str, int]:

@@ -55,7 +55,7 @@ from damselfly.runtime.api import (
     path_id,
 )
 from damselfly.runtime.client import SchedulerClient, SchedulerRejected, SchedulerUnavailable
-from damselfly.runtime.config import DaemonConfig, split_listen
+from damselfly.runtime.config import DaemonConfig, client_tls, server_tls, split_listen
 from damselfly.runtime.download import DownloadError, PeerTask
 from damselfly.runtime.ratelimit import TokenBucket
 from damselfly.runtime.storage import Storage, StorageError, TaskStore
@@ -141,8 +141,11 @@ class Daemon:
     async def start(self) -> None:
         """Load storage, start the servers, announce the host, resume tasks."""
         config = self.config
+        server_context = server_tls(config.tls_cert, config.tls_key)
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=256, limit_per_host=32),
+            connector=aiohttp.TCPConnector(
+                limit=256, limit_per_host=32, ssl=client_tls(config.tls_ca)
+            ),
             auto_decompress=False,
         )
         if config.scheduler:
@@ -152,11 +155,12 @@ class Daemon:
         upload_runner = web.AppRunner(self.upload_app(), access_log=None)
         await upload_runner.setup()
         host, port = split_listen(config.listen)
-        site = web.TCPSite(upload_runner, host, port)
+        site = web.TCPSite(upload_runner, host, port, ssl_context=server_context)
         await site.start()
         self._runners.append(upload_runner)
         bound = upload_runner.addresses[0]
-        self.address = config.advertise or f"http://{host}:{bound[1]}"
+        scheme = "https" if server_context is not None else "http"
+        self.address = config.advertise or f"{scheme}://{host}:{bound[1]}"
 
         if config.socket:
             with contextlib.suppress(FileNotFoundError):
@@ -517,8 +521,8 @@ async def start_download(request: web.Request) -> web.StreamResponse:
     if job.cancelled():
         await send({"event": "error", "message": "the download was cancelled"})
     elif job.exception() is not None:
-        error = job.exception()
-        message = str(error) if isinstance(error, DownloadError) else f"{error!r}"
+        failure = job.exception()
+        message = str(failure) if isinstance(failure, DownloadError) else f"{failure!r}"
         await send({"event": "error", "message": message})
     else:
         store = job.result()

@@ -32,7 +32,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import aiohttp
 
@@ -450,11 +450,10 @@ class PeerTask:
                     {*fetches, waiter}, timeout=0.5, return_when=asyncio.FIRST_COMPLETED
                 )
                 waiter.cancel()
-                for job in done:
-                    if job is waiter:
-                        continue
-                    request = fetches.pop(job)  # type: ignore[arg-type]
-                    await self._settle(planner, fetches, job, request)  # type: ignore[arg-type]
+                for finished in done:
+                    if finished in fetches:
+                        job = cast("asyncio.Task[tuple[int, float]]", finished)
+                        await self._settle(planner, fetches, job, fetches.pop(job))
         finally:
             poller.cancel()
             for job in fetches:
@@ -677,7 +676,8 @@ class PeerTask:
                     raise DownloadError(f"the origin answered {response.status} for {self.url}")
                 raise _ParentError(f"origin answered {response.status}")
 
-        return await self._with_retries(attempt, "asking the origin for the length")
+        length: int = await self._with_retries(attempt, "asking the origin for the length")
+        return length
 
     async def _with_retries(self, attempt: Callable[[], Any], what: str) -> Any:
         config = self.daemon.config
