@@ -164,7 +164,8 @@ class Result:
             "peers": [asdict(p) for p in self.peers],
             "extra": self.extra,
         }
-        return _finite(body)
+        finite: dict[str, Any] = _finite(body)
+        return finite
 
     def to_json(self, *, indent: int | None = None) -> str:
         return json.dumps(self.to_dict(), indent=indent, sort_keys=False, allow_nan=False)
