@@ -88,3 +88,41 @@ def test_the_cli_module_has_the_four_commands() -> None:
     for name in ("scheduler", "daemon", "get", "cluster"):
         assert hasattr(runtime, name)
     assert sys.executable
+
+
+async def test_cluster_up_then_down(origin: Origin, tmp_path: Path) -> None:
+    import aiohttp
+
+    from tests.runtime.conftest import get
+
+    data, _ = make_content(origin.root, "f.bin", 5 * 1024 * 1024)
+    state = tmp_path / "state"
+    up = await asyncio.create_subprocess_exec(
+        *COMMAND, "cluster", "up", "--peers", "1", "--seeds", "1",
+        "--origin", str(origin.root), "--state-dir", str(state),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert up.stdout is not None
+    lines = []
+    for _ in range(20):
+        line = (await asyncio.wait_for(up.stdout.readline(), timeout=60)).decode()
+        lines.append(line)
+        if not line or line.startswith("Ctrl-C"):
+            break
+    addresses = {line.split()[0]: line.split()[1:] for line in lines if line.strip()}
+    scheduler_url = addresses["scheduler"][0]
+    cluster_origin = addresses["origin"][0]
+    result = await get(str(state / "peer0.sock"), f"{cluster_origin}/f.bin")
+    assert result["event"] == "done"
+    assert Path(result["path"]).read_bytes() == data
+
+    down = await asyncio.create_subprocess_exec(
+        *COMMAND, "cluster", "down", "--state-dir", str(state),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert await asyncio.wait_for(down.wait(), timeout=60) == 0
+    assert await asyncio.wait_for(up.wait(), timeout=30) == 0
+    assert not (state / "cluster.json").exists()
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await session.get(scheduler_url + "/healthz")

@@ -154,3 +154,24 @@ async def test_tls_between_scheduler_daemons_and_peers(
     assert result["event"] == "done", result
     assert Path(result["path"]).read_bytes() == data
     assert result["bytes_from"]["seed"] == len(data)
+
+
+async def test_a_restarted_daemon_offers_what_it_holds(
+    origin: Origin, swarm: Swarm, tmp_path: Path
+) -> None:
+    data, _ = make_content(origin.root, "f.bin", 9 * 1024 * 1024)
+    url = f"{origin.url}/f.bin"
+    await swarm.start_scheduler()
+    seed = await swarm.start_daemon("seed0", seed=True)
+    holder = await swarm.start_daemon("peer0")
+    assert (await get(str(tmp_path / "peer0.sock"), url))["event"] == "done"
+    await holder.stop()  # a clean stop: the scheduler forgets its peers
+    await seed.stop()
+    await swarm.start_daemon("peer0")  # re-announces the finished task
+    await swarm.start_daemon("peer1")
+    result = await asyncio.wait_for(
+        get(str(tmp_path / "peer1.sock"), url, disable_back_to_source=True), timeout=60
+    )
+    assert result["event"] == "done", result
+    assert Path(result["path"]).read_bytes() == data
+    assert result["bytes_from"]["peer"] == len(data)

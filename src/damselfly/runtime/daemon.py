@@ -176,10 +176,14 @@ class Daemon:
                 await self.announce()
             self._background.append(asyncio.create_task(self._heartbeat()))
             self._background.append(asyncio.create_task(self._host_stream()))
+        # Finished tasks are offered again before the daemon calls itself ready.
+        finished = [store for store in stores if store.complete]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*(self._reannounce(store) for store in finished)), timeout=30
+            )
         for store in stores:
-            if store.complete:
-                self._background.append(asyncio.create_task(self._reannounce(store)))
-            elif store.url:
+            if not store.complete and store.url:
                 self.download(store.url, store.digest)
 
     async def stop(self) -> None:
