@@ -213,3 +213,27 @@ def test_upload_concurrency_queues_requests_without_losing_throughput() -> None:
     pieces = n * size // (4 * MiB)
     assert result.t_last_finish == pytest.approx(n * size / origin_rate, abs=pieces * 4 * LATENCY)
     assert not sim.origin.queue and not sim.origin.uploads
+
+
+def test_a_fabric_with_binding_links_obeys_physics() -> None:
+    from damselfly.topologies import multi_idc
+
+    g = multi_idc(
+        [8, 8],
+        upload_rate=125e6,
+        origin_upload_rate=1250e6,
+        wan_capacity=50e6,
+        hosts_per_rack=4,
+        seeds_per_idc=1,
+    )
+    sim = Simulation(g, Workload.file(16 * MiB), SchedulerConfig(), seed=2)
+    result = sim.run()
+    assert result.outcomes("normal")["succeeded"] == 16
+    assert result.links["link"]["count"] > 0
+    assert 0.0 < result.links["link"]["max"] <= 1.0 + 1e-9
+    assert result.efficiency is not None and result.efficiency <= 1.0
+    assert result.totals["bytes_sent"] == pytest.approx(result.totals["bytes_received"])
+    # Every flow is over and the rate bookkeeping is back to zero on every constraint.
+    network = sim.network
+    for c, flows in enumerate(network.flows_on):
+        assert not flows and network.used[c] == pytest.approx(0.0, abs=1e-3)
