@@ -358,12 +358,12 @@ class FlowNetwork:
     def _arm(self, when: float) -> None:
         self._timer_at = when
         self._timer_generation += 1
-        generation = self._timer_generation
-        timeout = self.env.timeout(max(0.0, when - self.env.now))
-        timeout.callbacks.append(lambda _event: self._on_timer(generation))
+        delay = when - self.env.now
+        timeout = self.env.timeout(delay if delay > 0.0 else 0.0, self._timer_generation)
+        timeout.callbacks.append(self._on_timer)
 
-    def _on_timer(self, generation: int) -> None:
-        if generation != self._timer_generation:
+    def _on_timer(self, event: simpy.Event) -> None:
+        if event.value != self._timer_generation:
             return  # a stale timer (an earlier one was armed since)
         now = self.env.now
         # While processing, pretend a timer is armed for now: requests made by callbacks
