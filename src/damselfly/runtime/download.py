@@ -589,15 +589,17 @@ class PeerTask:
             raise _ParentError(f"transfer failed: {error or type(error).__name__}") from None
         if len(data) != size:
             raise _ParentError(f"sent {len(data)} of {size} bytes")
-        digest = await asyncio.to_thread(_sha256, data)
         expected = await self._expected_digest(piece)
         if expected is None:
             raise _Busy()  # nobody vouched for this piece yet: ask again later
-        if digest != expected:
-            raise _CorruptPiece(f"piece {piece} digest {digest[:20]} != {expected[:20]}")
         if store.verified.has(piece):
             return 0, time.monotonic() - started
-        await asyncio.to_thread(store.write_piece, piece, data)
+        # Hash and write in one trip to a worker thread. Only bytes matching the digest are
+        # written (a duplicate writes the same bytes), and nobody reads them before
+        # mark_verified.
+        digest = await asyncio.to_thread(_check_and_write, store, piece, data, expected)
+        if digest != expected:
+            raise _CorruptPiece(f"piece {piece} digest {digest[:20]} != {expected[:20]}")
         if store.verified.has(piece):  # a duplicate request (endgame) won while we wrote
             return 0, time.monotonic() - started
         store.mark_verified(piece, digest)
@@ -716,8 +718,7 @@ class PeerTask:
         data: bytes = await self._with_retries(attempt, f"fetching piece {index} from the origin")
         if len(data) != size:
             raise DownloadError(f"the origin sent {len(data)} bytes for a {size}-byte piece")
-        digest = await asyncio.to_thread(_sha256, data)
-        await asyncio.to_thread(store.write_piece, index, data)
+        digest = await asyncio.to_thread(_check_and_write, store, index, data, None)
         store.mark_verified(index, digest)
         metrics = self.daemon.metrics
         metrics.pieces.labels(result="verified").inc()
@@ -755,6 +756,14 @@ class PeerTask:
         if actual != digest.lower():
             self.daemon.storage.remove(self.task_id)
             raise DownloadError(f"content digest {actual} does not match {digest}")
+
+
+def _check_and_write(store: TaskStore, index: int, data: bytes, expected: str | None) -> str:
+    """Hash ``data``; write it as piece ``index`` unless it differs from ``expected``."""
+    digest = _sha256(data)
+    if expected is None or digest == expected:
+        store.write_piece(index, data)
+    return digest
 
 
 def _sha256(data: bytes) -> str:
