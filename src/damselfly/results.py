@@ -33,7 +33,8 @@ A :class:`Result` serialises to a JSON object (``Result.to_json`` / ``Result.fro
     ``"busiest"``: up to 20 ``{"name", "mean_utilisation"}``.
 ``timeline``
     Sampled at a fixed period: ``{"t": [...], "finished_peers": [...],
-    "bytes_in_flight_rate": [...] (bytes/s moving at t), "bytes_received": [...]}``.
+    "bytes_in_flight_rate": [...] (bytes/s moving at t), "flows_in_flight": [...] (piece
+    transfers moving bytes at t), "bytes_received": [...] (cumulative)}``.
 ``decisions``
     Counts of the scheduler's decisions by type name (``"Parents"``, ``"BackToSource"``...).
 ``wall_time_s``

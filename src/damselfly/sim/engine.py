@@ -273,6 +273,7 @@ class Simulation:
             "t": [],
             "finished_peers": [],
             "bytes_in_flight_rate": [],
+            "flows_in_flight": [],
             "bytes_received": [],
         }
 
@@ -821,6 +822,7 @@ class Simulation:
             timeline["bytes_in_flight_rate"].append(
                 float(sum(used[1 : 2 * len(network.host_names) : 2]))
             )
+            timeline["flows_in_flight"].append(network.active_flows)
             timeline["bytes_received"].append(float(sum(network.bytes_received)))
             if progress is not None:
                 progress(finished, total, self.env.now)
