@@ -146,3 +146,92 @@ def test_flags_win_over_environment_over_file(tmp_path: Path) -> None:
         load_config(DaemonConfig, "daemon", path=str(path), environ={})
     with pytest.raises(ConfigError, match="quota"):
         load_config(DaemonConfig, "daemon", flags={"quota": "lots"}, environ={})
+
+
+async def test_busy_upload_slots_answer_503(tmp_path: Path, aiohttp_client: Any) -> None:
+    node = Daemon(DaemonConfig(data_dir=str(tmp_path / "d"), upload_slots=0))
+    store = node.storage.open(task_id(URL), URL, "")
+    node.storage.allocate(store, MiB, MiB)
+    store.write_piece(0, b"a" * MiB)
+    store.mark_verified(0, "sha256:" + "00" * 32)
+    client = await aiohttp_client(node.upload_app())
+    response = await client.get(
+        f"/download/v1/tasks/{task_id(URL)}/data", headers={"Range": "bytes=0-9"}
+    )
+    assert response.status == 503
+
+
+async def test_the_source_is_retried_with_backoff_and_gets_the_headers(
+    tmp_path: Path, aiohttp_server: Any
+) -> None:
+    from aiohttp import web
+
+    body = bytes(range(256)) * (6 * 4096)  # 6 MiB: two pieces
+    calls = {"count": 0}
+
+    async def flaky(request: web.Request) -> web.StreamResponse:
+        calls["count"] += 1
+        if request.headers.get("X-Secret") != "s3":
+            raise web.HTTPForbidden()
+        if calls["count"] % 2:  # every other request fails
+            raise web.HTTPServiceUnavailable()
+        start, stop = request.http_range.start or 0, request.http_range.stop or len(body)
+        return web.Response(
+            status=206,
+            body=body[start:stop],
+            headers={"Content-Range": f"bytes {start}-{stop - 1}/{len(body)}"},
+        )
+
+    app = web.Application()
+    app.router.add_get("/blob", flaky)
+    server = await aiohttp_server(app)
+    node = Daemon(
+        DaemonConfig(data_dir=str(tmp_path / "d"), source_backoff=0.01, source_concurrency=1)
+    )
+    await node.start()
+    try:
+        url = f"http://127.0.0.1:{server.port}/blob"
+        store = await node.download(url, headers={"X-Secret": "s3"})
+        assert store.data_path.read_bytes() == body
+        assert calls["count"] >= 6  # length + 2 pieces, each after one failure
+        denied = node.download(f"http://127.0.0.1:{server.port}/blob?other", headers={})
+        with pytest.raises(Exception, match="403"):
+            await denied
+    finally:
+        await node.stop()
+
+
+def test_a_full_disk_fails_the_piece_write_clearly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import os
+
+    from damselfly.runtime.storage import Storage, StorageFullError
+
+    storage = Storage(tmp_path)
+    store = storage.open(task_id(URL), URL, "")
+    storage.allocate(store, 2 * MiB, MiB)
+    store.write_piece(0, b"a" * MiB)
+    store.mark_verified(0, "sha256:" + "00" * 32)
+    store.checkpoint()
+
+    def full(*args: Any) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite", full)
+    with pytest.raises(StorageFullError, match="disk full"):
+        store.write_piece(1, b"b" * MiB)
+    monkeypatch.undo()
+    assert list(Storage(tmp_path).load()[0].verified) == [0]  # nothing verified was lost
+
+
+def test_json_logs_are_one_object_per_line() -> None:
+    import logging
+
+    from damselfly.runtime.process import JsonFormatter
+
+    record = logging.LogRecord("damselfly", logging.INFO, __file__, 1, "hello %s", ("x",), None)
+    line = JsonFormatter().format(record)
+    assert json.loads(line)["message"] == "hello x"
+    assert "\n" not in line
