@@ -4,8 +4,8 @@ import pytest
 
 from damselfly.results import Result
 from damselfly.sim.engine import simulate
-from damselfly.topologies import flat
 from damselfly.sim.workload import Workload
+from damselfly.topologies import flat
 
 MiB = 1024**2
 
