@@ -237,3 +237,11 @@ def test_a_fabric_with_binding_links_obeys_physics() -> None:
     network = sim.network
     for c, flows in enumerate(network.flows_on):
         assert not flows and network.used[c] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_a_workload_naming_unknown_hosts_is_refused() -> None:
+    g = flat(3, 125e6, 1250e6)
+    with pytest.raises(ValueError, match="not normal hosts"):
+        simulate(g, Workload.file(MiB, hosts=("h0", "nobody")))
+    result = simulate(g, Workload.file(MiB, hosts=("h0", "h2")), seed=1)
+    assert sorted(p.host_id for p in result.peers) == ["h0", "h2"]

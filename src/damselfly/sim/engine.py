@@ -317,6 +317,11 @@ class Simulation:
         hosts = [h for h in self.hosts.values() if h.kind == "normal"]
         if wanted is not None:
             chosen = set(wanted)
+            unknown = chosen - {h.host_id for h in hosts}
+            if unknown:
+                raise ValueError(
+                    f"the workload names hosts that are not normal hosts: {sorted(unknown)[:5]}"
+                )
             hosts = [h for h in hosts if h.host_id in chosen]
         return hosts
 
@@ -851,6 +856,7 @@ class Simulation:
         if horizon is None:
             horizon = last_arrival + 50.0 * t_min + 120.0
         self._apply_faults(normal, horizon)
+        t_min = self._lower_bound(normal)  # again: slow hosts have their real rates now
         period = self.options.sample_period or max(t_min / 200.0, 1e-3)
         if self.unfinished == 0:
             self.done_event.succeed()
