@@ -8,6 +8,9 @@ against the fluid bound, origin egress over the content size.
 Usage: python benchmarks/sim_scale.py [--peers 10000] [--size 1GiB] [--seed 1]
        python benchmarks/sim_scale.py --scaling   (1,000 / 3,000 / 10,000 peers and the
                                                    fitted exponent of wall time in peers)
+       python benchmarks/sim_scale.py --network-only --peers 2000 --transfers 100000
+           (the flow network alone, no scheduling: every host keeps 8 downloads of 4 MiB
+            going from random senders until that many transfers have finished)
 The last line printed is one JSON object of figures.
 """
 
@@ -56,6 +59,56 @@ def run_once(peers: int, size: int, seed: int, quantum: float) -> dict[str, obje
     }
 
 
+def network_only(peers: int, transfers: int, seed: int) -> dict[str, object]:
+    """The flow network's own cost: no scheduler, no planner, random senders."""
+    import random
+    import time
+
+    import simpy
+
+    from damselfly.sim import FlowNetwork
+
+    env = simpy.Environment()
+    network = FlowNetwork(env)
+    rate = parse_rate("1Gbit/s")
+    for host in range(peers):
+        network.add_host(host, rate, rate)
+    route = ((), 2 * parse_duration("0.25ms"))  # two access links, no link can bind
+    network.set_path_function(lambda src, dst: route)
+    rng = random.Random(seed)
+    started = 0
+    size = 4 * 1024 * 1024
+
+    def sender(receiver: int) -> int:
+        src = rng.randrange(peers - 1)
+        return src + 1 if src >= receiver else src
+
+    def on_done(flow: object) -> None:
+        nonlocal started
+        if started < transfers:
+            started += 1
+            receiver = flow.dst  # type: ignore[attr-defined]
+            network.start(sender(receiver), receiver, size, on_done)
+
+    for receiver in range(peers):
+        for _ in range(8):
+            if started < transfers:
+                started += 1
+                network.start(sender(receiver), receiver, size, on_done)
+    wall_start = time.perf_counter()
+    env.run()
+    wall = time.perf_counter() - wall_start
+    return {
+        "network_only": True,
+        "peers": peers,
+        "transfers": network.completed_flows,
+        "wall_s": round(wall, 2),
+        "us_per_transfer": round(1e6 * wall / max(1, network.completed_flows), 1),
+        "rerates": network.rerates,
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--peers", type=int, default=10_000)
@@ -63,7 +116,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--quantum", type=float, default=0.0, help="re-rate batching (s)")
     parser.add_argument("--scaling", action="store_true")
+    parser.add_argument("--network-only", action="store_true")
+    parser.add_argument("--transfers", type=int, default=100_000)
     args = parser.parse_args()
+    if args.network_only:
+        print(json.dumps(network_only(args.peers, args.transfers, args.seed)))
+        return
     size = parse_size(args.size)
     if not args.scaling:
         print(json.dumps(run_once(args.peers, size, args.seed, args.quantum)))

@@ -715,6 +715,9 @@ def _water_level(capacity: float, bounds: list[float]) -> float:
     n = len(bounds)
     if n == 0:
         return _INF
+    share = capacity / n
+    if min(bounds) >= share:
+        return share  # the common case: nobody is held below an equal share
     remaining = capacity
     for i, bound in enumerate(sorted(bounds)):
         share = remaining / (n - i)
