@@ -126,3 +126,16 @@ async def test_cluster_up_then_down(origin: Origin, tmp_path: Path) -> None:
     async with aiohttp.ClientSession() as session:
         with pytest.raises(aiohttp.ClientConnectionError):
             await session.get(scheduler_url + "/healthz")
+
+
+async def test_empty_content_through_a_daemon_and_in_process(
+    origin: Origin, swarm: Swarm, tmp_path: Path
+) -> None:
+    (origin.root / "empty").write_bytes(b"")
+    await swarm.start_scheduler()
+    await swarm.start_daemon("peer0")
+    for index, extra in enumerate((["--daemon", str(tmp_path / "peer0.sock")], [])):
+        output = tmp_path / f"empty{index}"
+        code, stderr = await run_get(f"{origin.url}/empty", "-O", str(output), *extra)
+        assert code == 0, stderr
+        assert output.read_bytes() == b""

@@ -46,6 +46,10 @@ async def local(daemon: Daemon, aiohttp_client: Any) -> TestClient:
 
 
 async def test_pieces_need_the_token(upload: TestClient) -> None:
+    bitfield = f"/download/v1/tasks/{task_id(URL)}/bitfield"
+    assert (await upload.get(bitfield)).status == 401
+    assert (await upload.get(bitfield, headers={"Authorization": "Bearer no"})).status == 401
+    assert (await upload.get(bitfield, headers=AUTH)).status == 200
     path = f"/download/v1/tasks/{task_id(URL)}/data"
     response = await upload.get(path, headers={"Range": f"bytes={MiB}-{2 * MiB - 1}"})
     assert response.status == 401

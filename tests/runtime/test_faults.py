@@ -175,3 +175,33 @@ async def test_a_restarted_daemon_offers_what_it_holds(
     assert result["event"] == "done", result
     assert Path(result["path"]).read_bytes() == data
     assert result["bytes_from"]["peer"] == len(data)
+
+
+async def test_a_seed_reoffers_its_content_to_a_restarted_scheduler(
+    origin: Origin, swarm: Swarm, tmp_path: Path
+) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data, _ = make_content(origin.root, "f.bin", 9 * 1024 * 1024)
+    url = f"{origin.url}/f.bin"
+    first = await swarm.start_scheduler(["--listen", f"127.0.0.1:{port}"])
+    await swarm.start_daemon("seed0", seed=True)
+    await swarm.start_daemon("peer0")
+    assert (await get(str(tmp_path / "peer0.sock"), url))["event"] == "done"
+    first.kill()
+    await first.process.wait()
+    second = await swarm.start_scheduler(["--listen", f"127.0.0.1:{port}"])
+    for _ in range(200):  # the daemons find the new scheduler and announce their hosts
+        if (await metrics(second.address)).get("damselfly_scheduler_hosts{}", 0) >= 2:
+            break
+        await asyncio.sleep(0.05)
+    await swarm.start_daemon("peer1")
+    result = await asyncio.wait_for(
+        get(str(tmp_path / "peer1.sock"), url, disable_back_to_source=True), timeout=60
+    )
+    assert result["event"] == "done", result
+    assert Path(result["path"]).read_bytes() == data
+    assert origin.stats.bytes_served <= len(data) + 1  # the seed did not fetch it again

@@ -234,9 +234,9 @@ class Daemon:
             try:
                 async for message in self.client.stream(f"/api/v1/hosts/{self.host_id}/stream"):
                     if message.get("type") == "trigger_seed":
-                        url = str(message.get("url", ""))
-                        if url:
-                            self.download(url, str(message.get("digest", "")))
+                        self._on_trigger(
+                            str(message.get("url", "")), str(message.get("digest", ""))
+                        )
                     elif message.get("type") == "host_evicted":
                         await self.announce()
             except SchedulerRejected:
@@ -245,6 +245,17 @@ class Daemon:
             except SchedulerUnavailable:
                 pass
             await asyncio.sleep(1.0)
+
+    def _on_trigger(self, url: str, digest: str) -> None:
+        """The scheduler wants this seed to fetch ``url``. If it is already here, the
+        scheduler has forgotten that (a restart, garbage collection): announce it again."""
+        if not url:
+            return
+        store = self.storage.get(make_task_id(url, digest=digest))
+        if store is not None and store.complete:
+            self._background.append(asyncio.create_task(self._reannounce(store)))
+        else:
+            self.download(url, digest)
 
     async def _reannounce(self, store: TaskStore) -> None:
         """Tell the scheduler this host holds a finished task (after a restart)."""

@@ -193,8 +193,13 @@ class PeerTask:
         assert client is not None
         background.append(asyncio.create_task(self._read_stream(client)))
         background.append(asyncio.create_task(self._report_loop(client)))
-        await self._follow(background)
-        await self._flush(client)
+        try:
+            await self._follow(background)
+        except (SchedulerUnavailable, SchedulerRejected) as error:
+            self.online = False
+            await self._from_source(f"lost the scheduler ({error})")
+        with contextlib.suppress(SchedulerUnavailable):
+            await self._flush(client)
         if self.online:
             with contextlib.suppress(SchedulerUnavailable, SchedulerRejected):
                 await client.call("POST", f"/api/v1/peers/{self.peer_id}/succeeded", {})
@@ -284,7 +289,8 @@ class PeerTask:
                     return
                 elif kind == "p2p_error":
                     raise message["error"]
-                elif kind == "already_complete":
+                elif kind == "already_complete":  # empty content
+                    await self._allocate(0, piece_length(0))
                     return
         finally:
             if p2p is not None and not p2p.done():
