@@ -59,7 +59,7 @@ def run_once(peers: int, size: int, seed: int, quantum: float) -> dict[str, obje
     }
 
 
-def network_only(peers: int, transfers: int, seed: int) -> dict[str, object]:
+def network_only(peers: int, transfers: int, seed: int, quantum: float) -> dict[str, object]:
     """The flow network's own cost: no scheduler, no planner, random senders."""
     import random
     import time
@@ -69,7 +69,7 @@ def network_only(peers: int, transfers: int, seed: int) -> dict[str, object]:
     from damselfly.sim import FlowNetwork
 
     env = simpy.Environment()
-    network = FlowNetwork(env)
+    network = FlowNetwork(env, quantum=quantum)
     rate = parse_rate("1Gbit/s")
     for host in range(peers):
         network.add_host(host, rate, rate)
@@ -105,6 +105,8 @@ def network_only(peers: int, transfers: int, seed: int) -> dict[str, object]:
         "wall_s": round(wall, 2),
         "us_per_transfer": round(1e6 * wall / max(1, network.completed_flows), 1),
         "rerates": network.rerates,
+        "quantum": quantum,
+        "sim_time_s": round(env.now, 4),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
 
@@ -120,7 +122,7 @@ def main() -> None:
     parser.add_argument("--transfers", type=int, default=100_000)
     args = parser.parse_args()
     if args.network_only:
-        print(json.dumps(network_only(args.peers, args.transfers, args.seed)))
+        print(json.dumps(network_only(args.peers, args.transfers, args.seed, args.quantum)))
         return
     size = parse_size(args.size)
     if not args.scaling:

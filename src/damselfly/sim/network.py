@@ -482,11 +482,22 @@ class FlowNetwork:
             self._dirty = {}
             self._rerate_constraints(dirty, now)
             return
+        # Pairs that gained a flow first (they need the joint fill); then lone sides that
+        # no pair of this re-rate has just re-rated (re-rating them again would change
+        # nothing: everything on them was filled against the current state).
+        covered: set[int] = set()
         for (upload, download), sides in pairs.items():
             if sides == _BOTH_SIDES:
                 self._rerate_pair(upload, download, now)
-            else:
-                self._rerate_side(upload if sides == _UP_SIDE else download, sides, now)
+                covered.add(upload)
+                covered.add(download)
+        for (upload, download), sides in pairs.items():
+            if sides == _UP_SIDE and upload not in covered:
+                self._rerate_side(upload, sides, now)
+                covered.add(upload)
+            elif sides == _DOWN_SIDE and download not in covered:
+                self._rerate_side(download, sides, now)
+                covered.add(download)
         if self._dirty:
             dirty = list(self._dirty)
             self._dirty = {}
