@@ -11,12 +11,14 @@ bytes move at its rate, which is constant between re-rates, so completion times 
 for the piecewise-constant rates the model produces.
 
 Latency: a flow is *pending* for the one-way path latency after it is started (the first
-byte's trip) and takes no capacity meanwhile; then it is *active* and is rated.
+byte's trip), or for the delay its caller gives (the simulator passes the request's round
+trip), and takes no capacity meanwhile; then it is *active* and is rated.
 
 Pruning: an access link (a host's own edge) whose capacity is at least the host's NIC rate
 in that direction can never bind, since everything crossing it also crosses that NIC
-constraint; such directed links are dropped. On a flat network (every host on one
-non-blocking switch) no link constraint remains, and flows cross exactly two constraints.
+constraint; such directed links are dropped (``damselfly.topologies.Paths`` decides, and
+gives the routes). On a flat network (every host on one non-blocking switch) no link
+constraint remains, and flows cross exactly two constraints.
 
 Re-rating (what is exact and what is not)
 -----------------------------------------
@@ -29,7 +31,9 @@ with the capacity the fixed flows leave free. Two modes:
   of the flow-constraint graph, so the result is the exact global max-min allocation.
   Cost grows with the component, which in a swarm is the whole swarm: for tests and for
   measuring the error of the local mode.
-- ``rerate="local"`` (the default): only the dirty constraints' flows are re-rated. The
+- ``rerate="local"`` (the default): only the dirty constraints' flows are re-rated, one
+  event's constraints at a time (those that gained a flow first; each constraint at most
+  once per re-rate). The
   allocation is always feasible (no capacity is ever exceeded, so the model never beats
   physics) and it is max-min fair on the dirty constraints given the rest, but capacity that
   a re-rate frees at a *non*-dirty constraint (a flow slowed down by its sender leaves slack
@@ -49,7 +53,8 @@ Batching: re-rates happen once per event instant (all starts and ends at the sam
 share one re-rate, which is exact). With ``quantum > 0`` dirty constraints are re-rated at
 most once per ``quantum`` seconds: completions stay exact under the current rates, but
 freed capacity idles and new flows wait (at rate zero) until the next re-rate, for up to
-``quantum`` seconds. It is off by default.
+``quantum`` seconds. It is off by default (measured in swarms: makespan +2% to +4% at 1 to
+5 ms, and no speed gain, since the cost is per constraint re-rated, not per re-rate).
 
 Scheduling: the network keeps one completion heap of its own, ordered by time, and drives
 it with simpy timeouts (which cannot be cancelled: a timeout whose generation is stale does
