@@ -240,8 +240,13 @@ class Daemon:
                     elif message.get("type") == "host_evicted":
                         await self.announce()
             except SchedulerRejected:
+                # The scheduler does not know this host: it restarted or evicted us. Announce
+                # the host again, and every finished task, so they can be parents again.
                 with contextlib.suppress(SchedulerUnavailable, SchedulerRejected):
                     await self.announce()
+                    for store in list(self.storage.stores.values()):
+                        if store.complete:
+                            await self._reannounce(store)
             except SchedulerUnavailable:
                 pass
             await asyncio.sleep(1.0)

@@ -65,6 +65,7 @@ RESCHEDULE_AFTER = 2.0
 PIECE_TIMEOUT = aiohttp.ClientTimeout(total=120.0, sock_connect=3.0, sock_read=20.0)
 SOURCE_TIMEOUT = aiohttp.ClientTimeout(total=300.0, sock_connect=5.0, sock_read=30.0)
 PARENT_FAILURES_BEFORE_DROP = 2
+STREAM_ATTEMPTS = 3
 
 
 class DownloadError(Exception):
@@ -240,13 +241,20 @@ class PeerTask:
     # -- following the scheduler ----------------------------------------------------------
 
     async def _read_stream(self, client: SchedulerClient) -> None:
-        try:
-            async for message in client.stream(f"/api/v1/peers/{self.peer_id}/stream"):
-                await self.inbox.put(message)
-        except (SchedulerUnavailable, SchedulerRejected) as error:
-            await self.inbox.put({"type": "scheduler_lost", "reason": str(error)})
-            return
-        await self.inbox.put({"type": "scheduler_lost", "reason": "the decision stream closed"})
+        """Feed the decision stream into the inbox; reopen it (a few times) if it drops."""
+        reason = "the decision stream closed"
+        for attempt in range(STREAM_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(0.5)
+            try:
+                async for message in client.stream(f"/api/v1/peers/{self.peer_id}/stream"):
+                    await self.inbox.put(message)
+            except SchedulerRejected as error:  # the scheduler forgot this peer
+                reason = str(error)
+                break
+            except SchedulerUnavailable as error:
+                reason = str(error)
+        await self.inbox.put({"type": "scheduler_lost", "reason": reason})
 
     async def _follow(self, background: list[asyncio.Task[Any]]) -> None:
         """Carry out decisions until the content is complete."""
