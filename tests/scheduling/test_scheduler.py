@@ -437,3 +437,20 @@ def test_a_wake_that_finds_nothing_costs_no_try() -> None:
     assert scheduler.peer("p0").schedule_attempts == 1
     assert scheduler.peer("p0").retry_at == pytest.approx(0.5)
     assert scheduler.next_deadline() == pytest.approx(0.5)
+
+
+def test_cycle_check_agrees_with_a_full_ancestor_walk() -> None:
+    # Many reschedules over a small swarm build and rebuild a deep parent graph; for every
+    # pair, the level-pruned check must answer what a full walk answers.
+    scheduler = make(hosts=30, candidate_parent_limit=3)
+    register(scheduler, "p0", "h0")
+    for index in range(1, 30):
+        register(scheduler, f"p{index}", f"h{index}")
+    rng = Random(11)
+    for step in range(300):
+        scheduler.reschedule(float(step), f"p{rng.randrange(1, 30)}")
+    peers = list(scheduler.peers.values())
+    for parent in peers:
+        for child in peers:
+            expected = parent is child or _is_ancestor(parent, child)
+            assert scheduler._would_cycle(parent, child) == expected

@@ -170,6 +170,7 @@ class SchedulerMachine(RuleBasedStateMachine):
             assert not set(peer.parents) & peer.blocked
             for parent in peer.parents.values():
                 assert parent.children[peer.id] is peer
+                assert parent.level < peer.level, "levels order the parent graph"
                 assert parent.host is not peer.host
                 assert parent.id in scheduler.peers
                 edges[parent.host.id] += 1

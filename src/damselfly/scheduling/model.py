@@ -198,6 +198,7 @@ class Peer:
     disable_back_to_source: bool = False
     schedule_attempts: int = 0
     retry_at: float = math.inf
+    level: int = 0
     piece_costs: PieceCosts = field(default_factory=lambda: PieceCosts(), repr=False)
 
     def apply(self, event: PeerEvent) -> PeerState:

@@ -727,17 +727,27 @@ class Scheduler:
 
     @staticmethod
     def _would_cycle(parent: Peer, child: Peer) -> bool:
-        """Whether ``child`` is ``parent`` or one of its ancestors."""
-        if not child.children:
-            return parent is child
+        """Whether ``child`` is ``parent`` or one of its ancestors.
+
+        Every peer carries a ``level`` greater than each of its parents' (see :meth:`_link`),
+        so an ancestor of ``parent`` always has a lower level than ``parent``. If ``parent``
+        is not above ``child``, ``child`` cannot be its ancestor: no walk at all, the common
+        case. Otherwise the walk up from ``parent`` skips every ancestor whose level is
+        already at or below ``child``'s: none of them, nor any of their ancestors, can be it.
+        """
+        if parent is child:
+            return True
+        floor = child.level
+        if parent.level <= floor or not child.children:
+            return False
         stack = [parent]
         seen = {parent.id}
         while stack:
             current = stack.pop()
-            if current is child:
-                return True
             for ancestor in current.parents.values():
-                if ancestor.id not in seen:
+                if ancestor is child:
+                    return True
+                if ancestor.level > floor and ancestor.id not in seen:
                     seen.add(ancestor.id)
                     stack.append(ancestor)
         return False
@@ -748,6 +758,23 @@ class Scheduler:
         child.parents[parent.id] = parent
         parent.children[child.id] = child
         parent.host.upload_edges += 1
+        if child.level <= parent.level:
+            self._raise_level(child, parent.level + 1)
+
+    @staticmethod
+    def _raise_level(peer: Peer, level: int) -> None:
+        """Lift ``peer`` to ``level`` and its descendants above it, keeping every peer's
+        level above its parents'. Levels never fall (an unlink keeps the order true), so
+        this runs only when a peer gains a parent at or above its own level."""
+        peer.level = level
+        stack = [peer]
+        while stack:
+            current = stack.pop()
+            above = current.level + 1
+            for grandchild in current.children.values():
+                if grandchild.level < above:
+                    grandchild.level = above
+                    stack.append(grandchild)
 
     def _unlink(self, parent: Peer, child: Peer) -> None:
         del child.parents[parent.id]
