@@ -206,7 +206,7 @@ _ids = st.one_of(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
-    route=st.sampled_from([r for r in ROUTES if not r.websocket]),
+    route=st.sampled_from(ROUTES),
     identity=_ids,
     body=_bodies,
 )

@@ -143,6 +143,8 @@ class PeerTask:
         self.rng = random.Random()
         self.listeners: list[Callable[[], None]] = []
         self.progress_stamp = 0.0
+        # While the p2p loop runs, it cancels the requests to a parent that is dropped.
+        self.parent_dropped: Callable[[str], None] = _ignore
 
     # -- entry point ----------------------------------------------------------------------
 
@@ -341,10 +343,7 @@ class PeerTask:
         dropped = [pid for pid in self.parents if pid not in fresh]
         self.parents = fresh
         for pid in dropped:
-            self._on_parent_dropped(pid)
-
-    def _on_parent_dropped(self, peer_id: str) -> None:
-        """Overridden by the p2p loop while it runs (it cancels requests to that parent)."""
+            self.parent_dropped(pid)
 
     async def _learn_metadata_from_scheduler(self) -> None:
         client = self.daemon.client
@@ -433,7 +432,7 @@ class PeerTask:
                 if request.parent_id == peer_id:
                     job.cancel()
 
-        self._on_parent_dropped = dropped  # type: ignore[method-assign]
+        self.parent_dropped = dropped
         poller = asyncio.create_task(self._poll_parents())
         stalled_since: float | None = None
         client = self.daemon.client
@@ -472,7 +471,7 @@ class PeerTask:
             poller.cancel()
             for job in fetches:
                 job.cancel()
-            self._on_parent_dropped = lambda peer_id: None  # type: ignore[method-assign]
+            self.parent_dropped = _ignore
 
     async def _settle(
         self,
@@ -530,7 +529,7 @@ class PeerTask:
     def _block(self, peer_id: str) -> None:
         self.blocked.add(peer_id)
         if self.parents.pop(peer_id, None) is not None:
-            self._on_parent_dropped(peer_id)
+            self.parent_dropped(peer_id)
 
     async def _reschedule(self, client: SchedulerClient, exclude: list[str]) -> None:
         try:
@@ -770,6 +769,10 @@ class PeerTask:
         if actual != digest.lower():
             self.daemon.storage.remove(self.task_id)
             raise DownloadError(f"content digest {actual} does not match {digest}")
+
+
+def _ignore(peer_id: str) -> None:
+    """No p2p loop is running: nothing to cancel."""
 
 
 def _check_and_write(store: TaskStore, index: int, data: bytes, expected: str | None) -> str:
