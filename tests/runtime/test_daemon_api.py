@@ -56,6 +56,9 @@ async def test_pieces_need_the_token(upload: TestClient) -> None:
     response = await upload.get(path, headers={**AUTH, "Range": f"bytes={MiB}-{2 * MiB - 1}"})
     assert response.status == 206
     assert await response.read() == b"b" * MiB
+    text = await (await upload.get("/metrics")).text()
+    assert "damselfly_daemon_uploaded_bytes_total 1.048576e+06" in text
+    assert "damselfly_daemon_upload_rate_bytes_per_second" in text
 
 
 @pytest.mark.parametrize(

@@ -101,9 +101,29 @@ class DaemonMetrics:
         self.active_tasks = Gauge(
             "damselfly_daemon_active_tasks", "Downloads in progress", registry=registry
         )
+        self.uploaded_bytes = 0
+        self.downloaded_bytes = 0
+        self.upload_rate = Gauge(
+            "damselfly_daemon_upload_rate_bytes_per_second",
+            "Bytes/s served to other peers over the last second",
+            registry=registry,
+        )
+        self.download_rate = Gauge(
+            "damselfly_daemon_download_rate_bytes_per_second",
+            "Verified bytes/s downloaded (all sources) over the last second",
+            registry=registry,
+        )
         self.active_uploads = Gauge(
             "damselfly_daemon_active_uploads", "Piece uploads in progress", registry=registry
         )
+
+    def count_upload(self, size: int) -> None:
+        self.uploaded.inc(size)
+        self.uploaded_bytes += size
+
+    def count_download(self, source: str, size: int) -> None:
+        self.downloaded.labels(source=source).inc(size)
+        self.downloaded_bytes += size
 
 
 DAEMON_KEY: web.AppKey[Daemon] = web.AppKey("daemon")
@@ -171,6 +191,7 @@ class Daemon:
             self._runners.append(local_runner)
             self.socket_path = config.socket
 
+        self._background.append(asyncio.create_task(self._measure_rates()))
         if self.client is not None:
             with contextlib.suppress(SchedulerUnavailable, SchedulerRejected):
                 await self.announce()
@@ -203,6 +224,17 @@ class Daemon:
         if self.session is not None:
             await self.session.close()
         self.storage.close()
+
+    async def _measure_rates(self) -> None:
+        """Turn the byte counters into per-second gauges, once a second."""
+        metrics = self.metrics
+        previous_up = previous_down = 0.0
+        while True:
+            uploaded, downloaded = metrics.uploaded_bytes, metrics.downloaded_bytes
+            metrics.upload_rate.set(uploaded - previous_up)
+            metrics.download_rate.set(downloaded - previous_down)
+            previous_up, previous_down = uploaded, downloaded
+            await asyncio.sleep(1.0)
 
     async def announce(self) -> None:
         assert self.client is not None
@@ -398,7 +430,7 @@ async def task_data(request: web.Request) -> web.StreamResponse:
                     return response
         finally:
             daemon.metrics.active_uploads.dec()
-    daemon.metrics.uploaded.inc(stop - start)
+    daemon.metrics.count_upload(stop - start)
     return response
 
 

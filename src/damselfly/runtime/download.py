@@ -754,7 +754,7 @@ class PeerTask:
     def _count(self, source: str, size: int) -> None:
         self.progress.bytes_from[source] += size
         self.progress.completed_bytes += size
-        self.daemon.metrics.downloaded.labels(source=source).inc(size)
+        self.daemon.metrics.count_download(source, size)
         self._touch()
         for listener in self.listeners:
             listener()
