@@ -205,3 +205,21 @@ async def test_a_seed_reoffers_its_content_to_a_restarted_scheduler(
     assert result["event"] == "done", result
     assert Path(result["path"]).read_bytes() == data
     assert origin.stats.bytes_served <= len(data) + 1  # the seed did not fetch it again
+
+
+async def test_peers_wait_their_turn_at_a_parent_with_one_upload_slot(
+    origin: Origin, swarm: Swarm, tmp_path: Path
+) -> None:
+    data, _ = make_content(origin.root, "f.bin", 17 * 1024 * 1024)
+    url = f"{origin.url}/f.bin"
+    await swarm.start_scheduler()
+    await swarm.start_daemon("seed0", seed=True, extra=["--upload-slots", "1"])
+    names = ["peer0", "peer1", "peer2"]
+    for name in names:
+        await swarm.start_daemon(name)
+    results = await asyncio.wait_for(
+        asyncio.gather(*(get(str(tmp_path / f"{n}.sock"), url) for n in names)), timeout=90
+    )
+    for result in results:
+        assert result["event"] == "done", result
+        assert Path(result["path"]).read_bytes() == data

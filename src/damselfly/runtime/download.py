@@ -66,6 +66,7 @@ PIECE_TIMEOUT = aiohttp.ClientTimeout(total=120.0, sock_connect=3.0, sock_read=2
 SOURCE_TIMEOUT = aiohttp.ClientTimeout(total=300.0, sock_connect=5.0, sock_read=30.0)
 PARENT_FAILURES_BEFORE_DROP = 2
 STREAM_ATTEMPTS = 3
+BUSY_BACKOFF = 0.2
 
 
 class DownloadError(Exception):
@@ -503,8 +504,8 @@ class PeerTask:
             if parent is not None:
                 parent.failures = 0
             return
-        if isinstance(error, _Busy):
-            planner.failed(piece, parent_id)
+        if isinstance(error, _Busy):  # not the parent's fault: it may be asked again
+            planner.cancelled(piece, parent_id)
             return
         if isinstance(error, StorageError | DownloadError):
             raise error
@@ -594,6 +595,7 @@ class PeerTask:
                 url, headers=headers, timeout=PIECE_TIMEOUT
             ) as response:
                 if response.status == 503:
+                    await asyncio.sleep(BUSY_BACKOFF)  # its slots are full: not at once
                     raise _Busy()
                 if response.status != 206:
                     raise _ParentError(f"answered {response.status}")
