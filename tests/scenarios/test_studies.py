@@ -142,3 +142,34 @@ def test_scenario_runs_are_deterministic(tmp_path: Path) -> None:
     first, second = run_scenario(scenario, seed=5), run_scenario(scenario, seed=5)
     assert metric(first, "p95") == metric(second, "p95")
     assert [p.finished_at for p in first.peers] == [p.finished_at for p in second.peers]
+
+
+def test_each_host_pulls_one_of_several_images(tmp_path: Path) -> None:
+    text = """
+[scenario]
+name = "ci"
+[topology]
+generator = "flat"
+[hosts]
+count = 12
+upload = "1Gbit/s"
+[seeds]
+count = 1
+[content]
+images = 3
+layers = ["8MiB", "4MiB"]
+[arrivals]
+kind = "poisson"
+rate = 20.0
+"""
+    result = run_scenario(read_scenario(scenario_file(tmp_path, text)))
+    normal = [p for p in result.peers if p.kind == "normal"]
+    by_host: dict[str, set[str]] = {}
+    for peer in normal:
+        by_host.setdefault(peer.host_id, set()).add(peer.task.split("/blobs/")[0])
+    assert len(by_host) == 12
+    assert all(len(images) == 1 for images in by_host.values())  # one image per host
+    assert len(normal) == 24  # two layers each
+    assert all(p.outcome == "succeeded" for p in normal)
+    assert result.efficiency is not None and 0 < result.efficiency <= 1.0
+    assert {p.labels.get("bandwidth") for p in normal} == {"1 Gbit/s"}

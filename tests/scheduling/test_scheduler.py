@@ -454,3 +454,21 @@ def test_cycle_check_agrees_with_a_full_ancestor_walk() -> None:
         for child in peers:
             expected = parent is child or _is_ancestor(parent, child)
             assert scheduler._would_cycle(parent, child) == expected
+
+
+def test_a_reschedule_that_finds_nothing_new_keeps_the_parents_it_had() -> None:
+    scheduler = make(hosts=3)
+    register(scheduler, "p0", "h0")  # back to source
+    assert only(register(scheduler, "p1", "h1"), Parents).parent_ids == ("p0",)
+    # p0's last piece was an outlier, so sampling rejects it as a bad parent; with no one
+    # else to offer, p1 keeps p0 instead of being left with no parent at all.
+    for piece, cost in enumerate([1.0, 1.0, 1.0, 30.0]):
+        scheduler.piece_finished(1.0, "p0", piece, length=4 * MiB, duration=cost)
+    assert scheduler.evaluator.is_bad_parent(scheduler.peer("p0"))
+    decisions = scheduler.reschedule(2.0, "p1")
+    assert only(decisions, Parents).parent_ids == ("p0",)
+    assert scheduler.peer("p1").schedule_attempts == 0
+    # A parent the peer blocked is not kept.
+    decisions = scheduler.reschedule(3.0, "p1", exclude=["p0"])
+    assert only(decisions, Retry).peer_id == "p1"
+    assert not scheduler.peer("p1").parents

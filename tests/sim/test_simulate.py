@@ -245,3 +245,20 @@ def test_a_workload_naming_unknown_hosts_is_refused() -> None:
         simulate(g, Workload.file(MiB, hosts=("h0", "nobody")))
     result = simulate(g, Workload.file(MiB, hosts=("h0", "h2")), seed=1)
     assert sorted(p.host_id for p in result.peers) == ["h0", "h2"]
+
+
+def test_an_assignment_gives_each_host_its_own_contents() -> None:
+    from damselfly.sim.workload import Content
+
+    a = Content(url="https://origin.example/a", length=8 * MiB)
+    b = Content(url="https://origin.example/b", length=8 * MiB)
+    g = flat(4, 125e6, 125e6, seeds=0)
+    hosts = sorted(n for n, d in g.nodes(data=True) if d.get("role") == "host")
+    assignment = {hosts[0]: (a.url,), hosts[1]: (a.url, b.url), hosts[2]: (b.url,)}
+    result = simulate(g, Workload(contents=(a, b), assignment=assignment), seed=2)
+    pulled = sorted((p.host_id, p.task) for p in result.peers if p.kind == "normal")
+    assert pulled == sorted(
+        [(hosts[0], a.url), (hosts[1], a.url), (hosts[1], b.url), (hosts[2], b.url)]
+    )
+    with pytest.raises(ValueError, match="unknown content"):
+        Workload(contents=(a,), assignment={hosts[0]: ("https://origin.example/zzz",)})

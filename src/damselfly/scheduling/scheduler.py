@@ -593,7 +593,9 @@ class Scheduler:
 
     # -- the scheduling loop -------------------------------------------------------------
 
-    def _schedule(self, now: float, peer: Peer, *, first: bool) -> list[Decision]:
+    def _schedule(
+        self, now: float, peer: Peer, *, first: bool, previous: Sequence[Peer] = ()
+    ) -> list[Decision]:
         task = peer.task
         decisions: list[Decision] = []
         config = self.config
@@ -618,7 +620,7 @@ class Scheduler:
                     )
                 )
         if task.has_metadata:
-            parent_ids = self._find_parents(now, peer)
+            parent_ids = self._find_parents(now, peer) or self._keep(peer, previous)
             if parent_ids:
                 peer.schedule_attempts = 0
                 decisions.append(
@@ -636,11 +638,31 @@ class Scheduler:
         return decisions
 
     def _reschedule(self, now: float, peer: Peer) -> list[Decision]:
-        for parent in list(peer.parents.values()):
+        previous = list(peer.parents.values())
+        for parent in previous:
             self._unlink(parent, peer)
         peer.schedule_attempts = 0
         self._clear_retry(peer)
-        return self._schedule(now, peer, first=False)
+        return self._schedule(now, peer, first=False, previous=previous)
+
+    def _keep(self, peer: Peer, previous: Sequence[Peer]) -> tuple[str, ...]:
+        """When a reschedule finds no new parent, the peer keeps the parents it had (those
+        still there, unblocked and with a free slot) rather than being left with none and
+        sent to the source after its tries run out."""
+        for parent in previous:
+            host = parent.host
+            if (
+                parent.id in self.peers
+                and parent.id not in peer.blocked
+                and parent.can_serve
+                and host.upload_edges < host.upload_slots
+                and not self._would_cycle(parent, peer)
+            ):
+                self._link(parent, peer)
+        if peer.parents and peer.state is PeerState.RECEIVED_NORMAL:
+            peer.apply(PeerEvent.DOWNLOAD)
+        self._refresh_pool(peer)
+        return tuple(peer.parents)
 
     def _failed_attempt(self, now: float, peer: Peer) -> list[Decision]:
         config = self.config

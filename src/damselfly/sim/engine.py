@@ -254,6 +254,7 @@ class Simulation:
         self.hosts: dict[str, SimHost] = {}
         self.peers: dict[str, SimPeer] = {}
         self.origin: SimHost | None = None
+        self.labels: dict[str, dict[str, str]] = {}
         self._build_hosts(topology)
         self.workload_peers: list[SimPeer] = []
         self.unfinished = 0
@@ -289,6 +290,7 @@ class Simulation:
             download = network.capacity[2 * index + 1]
             host = SimHost(str(name), index, kind, upload, download)
             self.hosts[host.host_id] = host
+            self.labels[host.host_id] = _labels(data, upload)
             if role == "origin":
                 self.origin = host
         if self.origin is None:
@@ -364,6 +366,7 @@ class Simulation:
             rng=self.planner_rng,
         )
         peer = SimPeer(peer_id, host, content, planner)
+        peer.record.labels = self.labels.get(host.host_id, {})
         self.peers[peer_id] = peer
         host.peers[content.url] = peer
         return peer
@@ -845,7 +848,7 @@ class Simulation:
         normal = self._normal_hosts()
         arrival_times = workload.arrivals.times(len(normal), self.rng)
         for host, at in zip(normal, arrival_times, strict=True):
-            for content in workload.contents:
+            for content in workload.contents_for(host.host_id):
                 peer = self._new_peer(host, content)
                 self.workload_peers.append(peer)
                 self._at(at, self._arrive, peer)
@@ -870,6 +873,17 @@ class Simulation:
         seeds = [h for h in self.hosts.values() if h.kind == "seed"]
         uploads = [h.upload_rate for h in normal] + [h.upload_rate for h in seeds]
         downloads = [h.download_rate for h in normal]
+        if self.workload.assignment is not None:
+            # Hosts pull different contents: every unique byte leaves the origin once, each
+            # host receives its own bytes, and all of them cross some upload link.
+            wanted = [sum(c.length for c in self.workload.contents_for(h.host_id)) for h in normal]
+            if not any(wanted):
+                return 0.0
+            return max(
+                self.workload.content_bytes / self.origin.upload_rate,
+                max(b / h.download_rate for b, h in zip(wanted, normal, strict=True)),
+                sum(wanted) / (self.origin.upload_rate + sum(uploads)),
+            )
         # Seeds add upload capacity but need not receive: pad downloads with normal only and
         # count N as the normal hosts; `uploads` includes the seeds as extra helpers.
         bound = fluid_lower_bound(
@@ -972,3 +986,15 @@ def simulate(
     Raises ValueError on a topology without an origin or a workload naming unknown hosts.
     """
     return Simulation(topology, workload, scheduler_config, seed, options).run()
+
+
+def _labels(data: dict[str, Any], upload_rate: float) -> dict[str, str]:
+    """The groups a report may split a host's peers by: IDC, rack, bandwidth class."""
+    labels = {}
+    if data.get("idc"):
+        labels["idc"] = str(data["idc"])
+    location = str(data.get("location", ""))
+    if location:
+        labels["rack"] = location.split("|")[-1]
+    labels["bandwidth"] = f"{upload_rate * 8 / 1e9:.3g} Gbit/s"
+    return labels

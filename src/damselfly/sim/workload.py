@@ -10,6 +10,7 @@ edge, never here.
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 __all__ = ["Arrivals", "Content", "Faults", "Workload", "image"]
@@ -117,6 +118,9 @@ class Workload:
 
     ``hosts``: which normal hosts download (None: all of them). ``max_time``: a bound on
     simulated seconds (None: chosen from the fluid bound), so every run ends.
+    ``assignment``: host id -> the URLs that host downloads (None: every content, for every
+    host); a host it does not name downloads nothing. CI runners pulling different images
+    are one use.
     """
 
     contents: tuple[Content, ...]
@@ -124,6 +128,7 @@ class Workload:
     faults: Faults = field(default_factory=Faults)
     hosts: tuple[str, ...] | None = None
     max_time: float | None = None
+    assignment: Mapping[str, tuple[str, ...]] | None = None
 
     def __post_init__(self) -> None:
         if not self.contents:
@@ -131,6 +136,19 @@ class Workload:
         urls = [c.url for c in self.contents]
         if len(set(urls)) != len(urls):
             raise ValueError("contents must have distinct URLs")
+        if self.assignment is not None:
+            known = set(urls)
+            for host, wanted in self.assignment.items():
+                unknown = [url for url in wanted if url not in known]
+                if unknown:
+                    raise ValueError(f"host {host!r} is assigned an unknown content {unknown[0]!r}")
+
+    def contents_for(self, host_id: str) -> tuple[Content, ...]:
+        """What ``host_id`` downloads."""
+        if self.assignment is None:
+            return self.contents
+        wanted = set(self.assignment.get(host_id, ()))
+        return tuple(c for c in self.contents if c.url in wanted)
 
     @property
     def content_bytes(self) -> int:
