@@ -8,6 +8,7 @@ import asyncio
 import base64
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -223,3 +224,40 @@ async def test_peers_wait_their_turn_at_a_parent_with_one_upload_slot(
     for result in results:
         assert result["event"] == "done", result
         assert Path(result["path"]).read_bytes() == data
+
+
+async def test_a_seed_fetches_a_private_origin_with_the_peers_headers(
+    swarm: Swarm, tmp_path: Path
+) -> None:
+    from aiohttp import web
+
+    from damselfly.runtime.origin import make_origin_app
+
+    root = tmp_path / "private"
+    root.mkdir()
+    data, _ = make_content(root, "f.bin", 9 * 1024 * 1024)
+
+    @web.middleware
+    async def require_key(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.headers.get("X-Origin-Key") != "k1":
+            raise web.HTTPForbidden()
+        return await handler(request)
+
+    app = make_origin_app(root)
+    app.middlewares.append(require_key)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/f.bin"
+        await swarm.start_scheduler()
+        await swarm.start_daemon("seed0", seed=True)
+        await swarm.start_daemon("peer0")
+        result = await asyncio.wait_for(
+            get(str(tmp_path / "peer0.sock"), url, headers={"X-Origin-Key": "k1"}), timeout=60
+        )
+        assert result["event"] == "done", result
+        assert Path(result["path"]).read_bytes() == data
+        assert result["bytes_from"]["seed"] == len(data)
+    finally:
+        await runner.cleanup()

@@ -11,7 +11,8 @@ A 500 is a bug; the middleware still answers it in JSON and logs the traceback.
 
 The schema validator understands the small subset of JSON Schema the routes use: ``type``
 (object, array, string, integer, number, boolean, null, or a list of them), ``properties``,
-``required``, ``additionalProperties: false``, ``items``, ``maxItems``, ``minimum``,
+``required``, ``additionalProperties`` (false or a schema), ``maxProperties``, ``items``,
+``maxItems``, ``minimum``,
 ``maximum``, ``minLength``, ``maxLength``, ``pattern`` and ``enum``.
 """
 
@@ -202,11 +203,16 @@ def validate(value: Any, schema: dict[str, Any], where: str) -> None:
         for name in schema.get("required", ()):
             if name not in value:
                 raise BadRequest(f"{where}.{name} is required")
+        if "maxProperties" in schema and len(value) > schema["maxProperties"]:
+            raise BadRequest(f"{where} has more than {schema['maxProperties']} fields")
+        extra = schema.get("additionalProperties", True)
         for name, item in value.items():
             if name in properties:
                 validate(item, properties[name], f"{where}.{name}")
-            elif schema.get("additionalProperties") is False:
+            elif extra is False:
                 raise BadRequest(f"{where}.{str(name)[:40]} is not a known field")
+            elif isinstance(extra, dict):
+                validate(item, extra, f"{where}.{str(name)[:40]}")
     elif isinstance(value, list):
         if "maxItems" in schema and len(value) > schema["maxItems"]:
             raise BadRequest(f"{where} has more than {schema['maxItems']} items")

@@ -266,8 +266,11 @@ class Daemon:
             try:
                 async for message in self.client.stream(f"/api/v1/hosts/{self.host_id}/stream"):
                     if message.get("type") == "trigger_seed":
+                        headers = message.get("headers")
                         self._on_trigger(
-                            str(message.get("url", "")), str(message.get("digest", ""))
+                            str(message.get("url", "")),
+                            str(message.get("digest", "")),
+                            headers if isinstance(headers, dict) else {},
                         )
                     elif message.get("type") == "host_evicted":
                         await self.announce()
@@ -283,7 +286,7 @@ class Daemon:
                 pass
             await asyncio.sleep(1.0)
 
-    def _on_trigger(self, url: str, digest: str) -> None:
+    def _on_trigger(self, url: str, digest: str, headers: dict[str, str]) -> None:
         """The scheduler wants this seed to fetch ``url``. If it is already here, the
         scheduler has forgotten that (a restart, garbage collection): announce it again."""
         if not url:
@@ -292,7 +295,7 @@ class Daemon:
         if store is not None and store.complete:
             self._background.append(asyncio.create_task(self._reannounce(store)))
         else:
-            self.download(url, digest)
+            self.download(url, digest, headers={str(k): str(v) for k, v in headers.items()})
 
     async def _reannounce(self, store: TaskStore) -> None:
         """Tell the scheduler this host holds a finished task (after a restart)."""

@@ -219,6 +219,7 @@ class PeerTask:
                 "digest": self.digest,
                 "content_length": self.store.content_length,
                 "disable_back_to_source": self.disable_back_to_source,
+                "headers": self.headers,
             },
         )
         self.registered = True

@@ -94,6 +94,9 @@ class SchedulerService:
         self.peer_mailboxes: dict[str, Mailbox] = {}
         self.host_mailboxes: dict[str, Mailbox] = {}
         self.wake = asyncio.Event()
+        # Origin request headers (auth, ...) per task, as the first peer of a task sent them;
+        # kept here, not in the core, since they matter only to whoever fetches the origin.
+        self.origin_headers: dict[str, dict[str, str]] = {}
         self.registry = CollectorRegistry()
         self.decisions = Counter(
             "damselfly_scheduler_decisions",
@@ -135,6 +138,9 @@ class SchedulerService:
         for decision in decisions:
             self.decisions.labels(kind=type(decision).__name__).inc()
             message = decision_message(self.core, decision)
+            if isinstance(decision, TriggerSeed):
+                # The seed fetches from the origin for others: it needs their origin headers.
+                message["headers"] = self.origin_headers.get(decision.task_id, {})
             if isinstance(decision, TriggerSeed | HostEvicted):
                 self.host_mailboxes.setdefault(decision.host_id, Mailbox()).put(message)
             else:
@@ -279,6 +285,11 @@ PEER_BODY = {
         "content_length": {"type": ["integer", "null"], "minimum": 0, "maximum": 2**62},
         "need_back_to_source": {"type": "boolean"},
         "disable_back_to_source": {"type": "boolean"},
+        "headers": {
+            "type": "object",
+            "maxProperties": 64,
+            "additionalProperties": {"type": "string", "maxLength": 8192},
+        },
     },
 }
 PIECES_BODY = {
@@ -399,9 +410,11 @@ async def register_peer(request: web.Request) -> web.Response:
         need_back_to_source=body.get("need_back_to_source", False),
         disable_back_to_source=body.get("disable_back_to_source", False),
     )
+    task = core.peer(peer_id).task
+    if body.get("headers") and task.id not in service.origin_headers:
+        service.origin_headers[task.id] = dict(body["headers"])
     service.peer_mailboxes.setdefault(peer_id, Mailbox())
     service.deliver(decisions)
-    task = core.peer(peer_id).task
     return web.json_response({"peer_id": peer_id, "task": _task_view(core, task.id)}, status=201)
 
 
