@@ -25,7 +25,9 @@ A :class:`Result` serialises to a JSON object (``Result.to_json`` / ``Result.fro
 ``totals``
     ``bytes_sent``, ``bytes_received`` (conservation: equal), ``origin_bytes``,
     ``seed_bytes``, ``peer_bytes``, ``wasted_bytes`` (corrupt or cancelled pieces),
-    ``piece_transfers`` (completed), ``origin_egress_ratio`` (origin bytes / content bytes).
+    ``piece_transfers`` (completed), ``origin_egress_ratio`` (origin bytes / content bytes),
+    ``wan_bytes`` (piece bytes that moved between hosts of different IDCs; null when the
+    network has one IDC).
 ``links``
     Utilisation summaries: ``{"count", "mean", "p50", "p90", "max"}`` of per-link mean
     utilisation (bytes carried / capacity / makespan) for ``"host_upload"``,
@@ -34,7 +36,9 @@ A :class:`Result` serialises to a JSON object (``Result.to_json`` / ``Result.fro
 ``timeline``
     Sampled at a fixed period: ``{"t": [...], "finished_peers": [...],
     "bytes_in_flight_rate": [...] (bytes/s moving at t), "flows_in_flight": [...] (piece
-    transfers moving bytes at t), "bytes_received": [...] (cumulative)}``.
+    transfers moving bytes at t), "bytes_received": [...] (cumulative)}``; optionally
+    ``"origin_bytes"``, ``"seed_bytes"``, ``"peer_bytes"`` (cumulative bytes received by
+    source class), which reports stack over time.
 ``decisions``
     Counts of the scheduler's decisions by type name (``"Parents"``, ``"BackToSource"``...).
 ``wall_time_s``

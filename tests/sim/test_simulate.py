@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import networkx as nx
@@ -262,3 +263,28 @@ def test_an_assignment_gives_each_host_its_own_contents() -> None:
     )
     with pytest.raises(ValueError, match="unknown content"):
         Workload(contents=(a,), assignment={hosts[0]: ("https://origin.example/zzz",)})
+
+
+def test_bytes_by_source_over_time_and_across_idcs() -> None:
+    from damselfly.topologies import multi_idc
+
+    g = multi_idc(
+        [6, 6],
+        upload_rate=125e6,
+        origin_upload_rate=1.25e9,
+        wan_capacity=125e6,
+        seeds_per_idc=[1, 0],
+        hosts_per_rack=3,
+    )
+    result = simulate(g, Workload.file(16 * MiB), seed=3)
+    timeline = result.timeline
+    for source in ("origin", "seed", "peer"):
+        series = timeline[f"{source}_bytes"]
+        assert len(series) == len(timeline["t"])
+        assert all(b >= a for a, b in itertools.pairwise(series))  # cumulative
+        assert series[-1] <= result.totals[f"{source}_bytes"]
+    # Six hosts of the second IDC must get every byte across the WAN at least once.
+    assert result.totals["wan_bytes"] >= 16 * MiB
+    assert {p.labels["idc"] for p in result.peers if p.kind == "normal"} == {"idc0", "idc1"}
+    single = simulate(flat(4, 125e6, 1.25e9, seeds=1), Workload.file(8 * MiB), seed=3)
+    assert single.totals["wan_bytes"] is None

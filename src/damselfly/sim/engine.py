@@ -256,6 +256,12 @@ class Simulation:
         self.origin: SimHost | None = None
         self.labels: dict[str, dict[str, str]] = {}
         self._build_hosts(topology)
+        # Bytes received so far by source class, and across IDCs (for the timeline and
+        # the totals; None when the topology has one IDC, so there is no WAN to count).
+        self.received_by_class = {"origin": 0, "seed": 0, "peer": 0}
+        self.idc_of = {host: labels.get("idc", "") for host, labels in self.labels.items()}
+        idcs = {idc for host, idc in self.idc_of.items() if self.hosts[host] is not self.origin}
+        self.cross_idc_bytes: int | None = 0 if len(idcs) > 1 else None
         self.workload_peers: list[SimPeer] = []
         self.unfinished = 0
         self.done_event = self.env.event()
@@ -275,6 +281,9 @@ class Simulation:
             "finished_peers": [],
             "bytes_in_flight_rate": [],
             "flows_in_flight": [],
+            "origin_bytes": [],
+            "seed_bytes": [],
+            "peer_bytes": [],
             "bytes_received": [],
         }
 
@@ -632,7 +641,15 @@ class Simulation:
             self._serve_queue(parent_host)
         record = peer.record
         size = int(flow.size)
-        record.bytes_from[parent_host.source_class] += size
+        source_class = parent_host.source_class
+        record.bytes_from[source_class] += size
+        self.received_by_class[source_class] += size
+        if (
+            self.cross_idc_bytes is not None
+            and parent_host is not self.origin
+            and self.idc_of[parent_host.host_id] != self.idc_of[peer.host.host_id]
+        ):
+            self.cross_idc_bytes += size
         if peer.state >= DONE:
             self.wasted_bytes += size
             return
@@ -760,6 +777,7 @@ class Simulation:
         delivered = self.network.cancel(flow)
         child, _, _, parent_host = flow.tag
         child.record.bytes_from[parent_host.source_class] += round(delivered)
+        self.received_by_class[parent_host.source_class] += round(delivered)
         self.wasted_bytes += delivered
         parent_host.uploads.pop(flow.flow_id, None)
         if parent_host.queue and not parent_host.crashed:
@@ -832,6 +850,8 @@ class Simulation:
             )
             timeline["flows_in_flight"].append(network.active_flows)
             timeline["bytes_received"].append(float(sum(network.bytes_received)))
+            for source_class, received in self.received_by_class.items():
+                timeline[f"{source_class}_bytes"].append(float(received))
             if progress is not None:
                 progress(finished, total, self.env.now)
             if self.unfinished <= 0:
@@ -919,6 +939,7 @@ class Simulation:
             "wasted_bytes": float(self.wasted_bytes),
             "piece_transfers": network.completed_flows,
             "origin_egress_ratio": by_class["origin"] / content_bytes if content_bytes else 0.0,
+            "wan_bytes": None if self.cross_idc_bytes is None else float(self.cross_idc_bytes),
         }
         links = self._link_summary(makespan)
         scenario = {
