@@ -173,3 +173,42 @@ rate = 20.0
     assert all(p.outcome == "succeeded" for p in normal)
     assert result.efficiency is not None and 0 < result.efficiency <= 1.0
     assert {p.labels.get("bandwidth") for p in normal} == {"1 Gbit/s"}
+
+
+def test_a_sweep_report_draws_p95_against_each_swept_parameter(tmp_path: Path) -> None:
+    from damselfly.reports import load_results, write_report
+    from damselfly.reports.report import sweep_figures, sweep_points
+    from damselfly.reports.summary import headline
+
+    scenario = read_scenario(scenario_file(tmp_path, SWARM))
+    run_sweep(scenario, tmp_path / "out", workers=1)
+    results = load_results(tmp_path / "out" / "cells")
+    points = sweep_points(results, "seeds.count")
+    assert sorted(points) == [0, 1] and all(len(values) == 2 for values in points.values())
+    expected = sorted(
+        headline(r).p95 for _, r in results if r.scenario["sweep"]["parameters"]["seeds.count"] == 1
+    )
+    assert sorted(points[1]) == expected
+    ((parameter, figure),) = sweep_figures(results)
+    line = figure.axes[0].get_lines()[0]
+    assert parameter == "seeds.count"
+    assert list(line.get_ydata()) == pytest.approx([sum(points[0]) / 2, sum(points[1]) / 2])
+    files = write_report(results, tmp_path / "report")
+    assert any(path.name == "sweep-seeds-count.svg" for path in files.figures)
+
+
+def test_the_comparison_table_is_computed_from_the_results(tmp_path: Path) -> None:
+    import numpy as np
+
+    from damselfly.reports.figures import download_times
+    from damselfly.reports.studies import comparison_rows
+
+    scenario = read_scenario(scenario_file(tmp_path, SWARM.split("[sweep]")[0]))
+    results = compare(scenario, ["default", "random"], tmp_path / "cmp", repetitions=3, workers=1)
+    rows = {row.evaluator: row for row in comparison_rows(results)}
+    for evaluator, runs in results.items():
+        p95s = [float(np.percentile(download_times(r.peers), 95)) for r in runs]
+        assert rows[evaluator].values["p95_s"].mean == pytest.approx(np.mean(p95s))
+        assert rows[evaluator].values["p95_s"].count == 3
+        egress = [r.totals["origin_egress_ratio"] for r in runs]
+        assert rows[evaluator].values["origin_egress_ratio"].mean == pytest.approx(np.mean(egress))

@@ -21,6 +21,7 @@ from damselfly.reports.figures import (
     completion_cdf,
     completions_over_time,
     link_utilisation,
+    metric_against_parameter,
     save_figure,
 )
 from damselfly.reports.summary import describe_scenario, headline, warnings
@@ -118,6 +119,10 @@ def write_report(
         body.append("<h2>Overview</h2>")
         body.append(_overview_table_html(results))
         markdown.extend(_overview_table_markdown(results))
+        for parameter, figure in sweep_figures(results):
+            name = f"sweep-{_slug(parameter)}"
+            body.append(_embed(figure, figures_dir, name, files))
+            markdown.extend([f"![{name}](figures/{name}.svg)", ""])
 
     for index, (name, result) in enumerate(results):
         summary = headline(result)
@@ -173,6 +178,41 @@ def write_report(
     markdown_path = out / "report.md"
     markdown_path.write_text("\n".join(markdown) + "\n", encoding="utf-8")
     return ReportFiles(html=html_path, markdown=markdown_path, figures=files)
+
+
+def sweep_points(
+    results: Sequence[tuple[str, Result]], parameter: str
+) -> dict[float | str, list[float]]:
+    """p95 download time of each sweep cell, grouped by the value of ``parameter``."""
+    points: dict[float | str, list[float]] = {}
+    for _, result in results:
+        value = result.scenario.get("sweep", {}).get("parameters", {}).get(parameter)
+        if value is None:
+            continue
+        key = (
+            value if isinstance(value, int | float) and not isinstance(value, bool) else str(value)
+        )
+        points.setdefault(key, []).append(headline(result).p95)
+    return dict(sorted(points.items(), key=lambda item: (isinstance(item[0], str), item[0])))
+
+
+def sweep_figures(results: Sequence[tuple[str, Result]]) -> list[tuple[str, Figure]]:
+    """For a sweep, p95 against each swept parameter, mean and 95% CI over the other cells."""
+    parameters: list[str] = []
+    for _, result in results:
+        for name in result.scenario.get("sweep", {}).get("parameters", {}):
+            if name not in parameters:
+                parameters.append(name)
+    figures = []
+    for parameter in parameters:
+        points = sweep_points(results, parameter)
+        if len(points) > 1:
+            figure = metric_against_parameter(
+                points, parameter=parameter, metric="p95 download time (s)"
+            )
+            figure.axes[0].set_title(f"p95 download time against {parameter}")
+            figures.append((parameter, figure))
+    return figures
 
 
 def _overview_rows(results: Sequence[tuple[str, Result]]) -> list[list[str]]:
