@@ -268,13 +268,15 @@ class PeerTask:
         self.progress.mode = "waiting for parents"
         try:
             while not self.store.complete:
+                # Checked on every turn: a stream of retries or new parents that bring no
+                # bytes must not keep the peer waiting for ever.
+                stalled = time.monotonic() - max(waiting_since, self._last_progress())
+                if stalled > config.parent_wait:
+                    await self._to_source(p2p, f"no progress from peers in {stalled:.0f} s")
+                    return
                 try:
                     message = await asyncio.wait_for(self.inbox.get(), timeout=0.5)
                 except TimeoutError:
-                    stalled = time.monotonic() - max(waiting_since, self._last_progress())
-                    if stalled > config.parent_wait:
-                        await self._to_source(p2p, f"no progress from peers in {stalled:.0f} s")
-                        return
                     continue
                 kind = message.get("type")
                 if kind == "parents":
@@ -293,7 +295,7 @@ class PeerTask:
                 elif kind == "fail":
                     raise DownloadError(f"the scheduler gave up: {message.get('reason', '')}")
                 elif kind in ("scheduler_lost", "evicted"):
-                    self.online = kind == "evicted" and self.online
+                    self.online = False  # gone, or it forgot this peer: stop reporting
                     reason = message.get("reason", "")
                     await self._to_source(p2p, f"lost the scheduler ({reason})")
                     return
@@ -404,8 +406,11 @@ class PeerTask:
                     {"finished": finished, "failed": failed},
                 )
             except SchedulerRejected as error:
-                # A report the core refuses (say a digest it disputes) is dropped, not retried.
+                # A report the core refuses (say a digest it disputes) is dropped, not retried;
+                # a scheduler that no longer knows the peer gets no more reports.
                 log.warning("task %s: report refused: %s", self.task_id[:12], error)
+                if error.status == 404:
+                    self.online = False
 
     # -- peer to peer ---------------------------------------------------------------------
 
