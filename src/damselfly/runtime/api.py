@@ -25,6 +25,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -46,6 +47,8 @@ __all__ = [
     "Route",
     "add_routes",
     "auth_middleware",
+    "check_headers",
+    "check_url",
     "error_middleware",
     "json_body",
     "openapi_document",
@@ -166,6 +169,33 @@ async def json_body(request: web.Request, schema: dict[str, Any]) -> dict[str, A
     validate(body, schema, "body")
     assert isinstance(body, dict)
     return body
+
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,200}")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
+
+
+def check_url(url: str) -> str:
+    """``url`` if it can be parsed and encoded; raises BadRequest otherwise."""
+    try:
+        url.encode("utf-8")
+        urlsplit(url).port  # noqa: B018 (parses the host and port, raising on nonsense)
+    except (ValueError, UnicodeError) as error:
+        raise BadRequest(f"the URL cannot be parsed: {error}") from None
+    return url
+
+
+def check_headers(headers: Any) -> dict[str, str]:
+    """Origin request headers as names to values; raises BadRequest unless every name is an
+    HTTP token and every value printable ASCII."""
+    if not isinstance(headers, dict):
+        raise BadRequest("headers must be an object")
+    for name, value in headers.items():
+        if not isinstance(value, str) or not _HEADER_NAME.fullmatch(name):
+            raise BadRequest(f"header {str(name)[:40]!r} is not a valid header")
+        if not _HEADER_VALUE.fullmatch(value):
+            raise BadRequest(f"header {name!r} has characters HTTP does not allow")
+    return dict(headers)
 
 
 def path_id(request: web.Request, name: str, pattern: str = ID_PATTERN) -> str:

@@ -50,6 +50,8 @@ from damselfly.runtime.api import (
     Route,
     add_routes,
     auth_middleware,
+    check_headers,
+    check_url,
     error_middleware,
     json_body,
     path_id,
@@ -541,9 +543,8 @@ DOWNLOAD_BODY = {
 async def start_download(request: web.Request) -> web.StreamResponse:
     daemon = request.app[DAEMON_KEY]
     body = await json_body(request, DOWNLOAD_BODY)
-    headers = body.get("headers", {})
-    if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
-        raise BadRequest("headers must map names to strings")
+    check_url(body["url"])
+    headers = check_headers(body.get("headers", {}))
     try:
         job = daemon.download(
             body["url"],

@@ -40,6 +40,8 @@ from damselfly.runtime.api import (
     Route,
     add_routes,
     auth_middleware,
+    check_headers,
+    check_url,
     error_middleware,
     json_body,
     openapi_document,
@@ -400,6 +402,8 @@ async def register_peer(request: web.Request) -> web.Response:
     body = await json_body(request, PEER_BODY)
     core = service.core
     peer_id = body["peer_id"]
+    check_url(body["url"])
+    headers = check_headers(body.get("headers", {}))
     decisions = core.register_peer(
         service.now(),
         peer_id,
@@ -411,8 +415,8 @@ async def register_peer(request: web.Request) -> web.Response:
         disable_back_to_source=body.get("disable_back_to_source", False),
     )
     task = core.peer(peer_id).task
-    if body.get("headers") and task.id not in service.origin_headers:
-        service.origin_headers[task.id] = dict(body["headers"])
+    if headers and task.id not in service.origin_headers:
+        service.origin_headers[task.id] = headers
     service.peer_mailboxes.setdefault(peer_id, Mailbox())
     service.deliver(decisions)
     return web.json_response({"peer_id": peer_id, "task": _task_view(core, task.id)}, status=201)
