@@ -212,3 +212,29 @@ def test_the_comparison_table_is_computed_from_the_results(tmp_path: Path) -> No
         assert rows[evaluator].values["p95_s"].count == 3
         egress = [r.totals["origin_egress_ratio"] for r in runs]
         assert rows[evaluator].values["origin_egress_ratio"].mean == pytest.approx(np.mean(egress))
+
+
+def test_the_topology_evaluator_runs_on_a_multi_idc_scenario(tmp_path: Path) -> None:
+    text = """
+[topology]
+generator = "multi-idc"
+idcs = 2
+hosts_per_rack = 4
+wan_capacity = "1Gbit/s"
+[hosts]
+count = 16
+upload = "10Gbit/s"
+[seeds]
+count = 2
+[content]
+size = "32MiB"
+[scheduler]
+evaluator = "topology"
+max_per_parent = 2
+piece_policy = "sequential"
+"""
+    scenario = read_scenario(scenario_file(tmp_path, text))
+    result = run_scenario(scenario)
+    assert result.scenario["evaluator"] == "topology"
+    assert result.outcomes("normal")["succeeded"] == 16
+    assert result.totals["wan_bytes"] is not None and result.totals["wan_bytes"] > 0

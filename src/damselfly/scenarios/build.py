@@ -59,11 +59,10 @@ def build(scenario: Scenario, *, seed: int | None = None) -> SimInputs:
         **{k: v for k, v in scenario.values.get("scheduler", {}).items() if k in _CONFIG_KEYS}
     )
     scheduler = scenario.values.get("scheduler", {})
-    planner = PlannerConfig(
-        policy=PiecePolicy(scheduler.get("piece_policy", PiecePolicy.RAREST_FIRST.value)),
-        max_in_flight=scheduler.get("max_in_flight", 8),
-        max_per_parent=scheduler.get("max_per_parent", 4),
-    )
+    planner_keys = {k: scheduler[k] for k in ("max_in_flight", "max_per_parent") if k in scheduler}
+    if "piece_policy" in scheduler:
+        planner_keys["policy"] = PiecePolicy(scheduler["piece_policy"])
+    planner = PlannerConfig(**planner_keys)
     options = SimOptions(
         planner=planner,
         evaluator=scheduler.get("evaluator", "default"),
