@@ -171,8 +171,9 @@ async def test_piece_out_of_range_and_illegal_moves_are_4xx(client: TestClient) 
     assert response.status == 409
 
 
+_urls = st.builds(lambda rest: "http://" + rest, st.text(max_size=15))
 _json = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20) | _urls,
     lambda inner: (
         st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
     ),
