@@ -18,7 +18,7 @@ from damselfly.scheduling import task_id
 
 TOKEN = "secret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-URL = "http://origin.invalid/f.bin"
+URL = "http://127.0.0.1:9/f.bin"  # a closed port: a resumed download fails at once
 MiB = 1024 * 1024
 
 
