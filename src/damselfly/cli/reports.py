@@ -233,10 +233,10 @@ def compare(
     csv_path = write_comparison_csv(rows, out_dir / "compare.csv")
     paths = save_figure(comparison_figure(rows), out_dir, "compare")
     header = f"{'evaluator':<12}" + "".join(
-        f"{label + ' (' + unit + ')':>24}" for _, label, unit in COMPARISON_COLUMNS
+        f"{label + ' (' + unit + ')':>27}" for _, label, unit in COMPARISON_COLUMNS
     )
     click.echo(header)
     for row in rows:
-        cells = "".join(f"{row.values[column]!s:>24}" for column, _, _ in COMPARISON_COLUMNS)
+        cells = "".join(f"{row.values[column]!s:>27}" for column, _, _ in COMPARISON_COLUMNS)
         click.echo(f"{row.evaluator:<12}{cells}")
     click.echo(f"table: {csv_path}; figure: {paths['png']}")
