@@ -185,6 +185,7 @@ class Daemon:
         self.address = config.advertise or f"{scheme}://{host}:{bound[1]}"
 
         if config.socket:
+            Path(config.socket).parent.mkdir(parents=True, exist_ok=True)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(config.socket)
             local_runner = web.AppRunner(self.local_app(), access_log=None)
