@@ -76,6 +76,7 @@ class DaemonConfig:
     back_to_source_rate: float | None = None
     quota: int | None = None
     max_in_flight: int = 8
+    max_per_parent: int = 4
     parent_wait: float = 30.0
     source_retries: int = 5
     source_backoff: float = 0.2

@@ -428,7 +428,9 @@ class PeerTask:
         config = self.daemon.config
         planner = PiecePlanner(
             store.piece_count,
-            PlannerConfig(max_in_flight=config.max_in_flight),
+            PlannerConfig(
+                max_in_flight=config.max_in_flight, max_per_parent=config.max_per_parent
+            ),
             rng=self.rng,
         )
         fetches: dict[asyncio.Task[tuple[int, float]], PieceRequest] = {}
