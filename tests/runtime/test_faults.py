@@ -265,3 +265,29 @@ async def test_a_seed_fetches_a_private_origin_with_the_peers_headers(
         assert result["bytes_from"]["seed"] == len(data)
     finally:
         await runner.cleanup()
+
+
+async def test_a_daemon_without_a_scheduler_also_resumes(
+    origin: Origin, swarm: Swarm, tmp_path: Path
+) -> None:
+    data, _ = make_content(origin.root, "f.bin", SIZE)
+    url = f"{origin.url}/f.bin"
+    task = task_id(url)
+    slow = ["--back-to-source-rate", "64Mbit/s"]
+    first = await swarm.start_daemon("lone", extra=slow)
+    interrupted = asyncio.create_task(get(str(tmp_path / "lone.sock"), url))
+    await wait_for_pieces(first.address, task, 3)
+    await asyncio.sleep(0.5)  # the first piece of a burst triggers a checkpoint
+    first.kill()
+    await first.process.wait()
+    with pytest.raises(Exception):  # noqa: B017 (the daemon died under it)
+        await asyncio.wait_for(interrupted, timeout=10)
+    meta = json.loads((tmp_path / "lone" / "tasks" / task / "meta.json").read_text())
+    durable = int.from_bytes(base64.b64decode(meta["verified"]), "little").bit_count()
+    assert 0 < durable < SIZE // PIECE
+
+    second = await swarm.start_daemon("lone")
+    result = await asyncio.wait_for(get(str(tmp_path / "lone.sock"), url), timeout=60)
+    assert result["event"] == "done", result
+    assert Path(result["path"]).read_bytes() == data
+    assert downloaded(await metrics(second.address), "origin") == SIZE - durable * PIECE

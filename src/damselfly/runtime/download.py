@@ -67,6 +67,7 @@ SOURCE_TIMEOUT = aiohttp.ClientTimeout(total=300.0, sock_connect=5.0, sock_read=
 PARENT_FAILURES_BEFORE_DROP = 2
 STREAM_ATTEMPTS = 3
 BUSY_BACKOFF = 0.2
+OFFLINE_CHECKPOINT_INTERVAL = 1.0
 
 
 class DownloadError(Exception):
@@ -144,6 +145,7 @@ class PeerTask:
         self.rng = random.Random()
         self.listeners: list[Callable[[], None]] = []
         self.progress_stamp = 0.0
+        self.checkpoint_stamp = time.monotonic()
         # While the p2p loop runs, it cancels the requests to a parent that is dropped.
         self.parent_dropped: Callable[[str], None] = _ignore
 
@@ -743,6 +745,13 @@ class PeerTask:
             raise DownloadError(f"the origin sent {len(data)} bytes for a {size}-byte piece")
         digest = await asyncio.to_thread(_check_and_write, store, index, data, None)
         store.mark_verified(index, digest)
+        if not (self.online and self.reporting):
+            # Nobody receives reports, so no report batch makes pieces durable: checkpoint
+            # now and then, so a restart still resumes.
+            now = time.monotonic()
+            if now - self.checkpoint_stamp >= OFFLINE_CHECKPOINT_INTERVAL:
+                self.checkpoint_stamp = now
+                await asyncio.to_thread(store.checkpoint)
         metrics = self.daemon.metrics
         metrics.pieces.labels(result="verified").inc()
         duration = time.monotonic() - started
