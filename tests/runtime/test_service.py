@@ -117,6 +117,11 @@ async def test_register_then_stream_pushes_decisions(client: TestClient) -> None
     assert (await response.json())["piece_digests"][0] == "sha256:" + "ab" * 32
     values = await (await client.get("/metrics")).text()
     assert 'damselfly_scheduler_decisions_total{kind="TriggerSeed"} 1.0' in values
+    assert (await client.get("/api/v1/peers/p1")).status == 401
+    assert (await client.get("/nope", headers=AUTH)).status == 404
+    values = await (await client.get("/metrics")).text()
+    assert 'route="/api/v1/peers/{peer_id}",status="401"' in values
+    assert 'route="unmatched",status="404"' in values
 
 
 BAD_REQUESTS = [

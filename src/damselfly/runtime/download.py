@@ -430,9 +430,7 @@ class PeerTask:
         config = self.daemon.config
         planner = PiecePlanner(
             store.piece_count,
-            PlannerConfig(
-                max_in_flight=config.max_in_flight, max_per_parent=config.max_per_parent
-            ),
+            PlannerConfig(max_in_flight=config.max_in_flight, max_per_parent=config.max_per_parent),
             rng=self.rng,
         )
         fetches: dict[asyncio.Task[tuple[int, float]], PieceRequest] = {}

@@ -686,7 +686,7 @@ def make_app(
 ) -> web.Application:
     """The scheduler service's aiohttp app (``token=None``: no authentication)."""
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware(token), _count_middleware],
+        middlewares=[_count_middleware, error_middleware, auth_middleware(token)],
         client_max_size=MAX_BODY_BYTES,
     )
     app[SERVICE_KEY] = service or SchedulerService()
