@@ -10,10 +10,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from damselfly.scheduling import task_id
 from tests.runtime.conftest import (
+    AUTH,
     Origin,
     Swarm,
     bitfield_count,
@@ -95,6 +97,13 @@ async def test_a_parent_serving_corrupt_pieces_is_detected_and_avoided(
     values = await metrics(peer.address)
     assert values["damselfly_daemon_pieces_total{result=corrupt}"] >= 1
     assert downloaded(values, "seed") == 0  # nothing it accepted came from the liar
+    assert swarm.scheduler is not None
+    async with (
+        aiohttp.ClientSession(headers=AUTH) as session,
+        session.get(f"{swarm.scheduler.address}/api/v1/peers/{result['peer_id']}") as answer,
+    ):
+        blocked = (await answer.json())["blocked"]
+    assert any(parent.startswith("seed0-") for parent in blocked)  # the core blocked the liar
     # A second daemon has an honest parent now (peer0) and the liar: it ends correct too.
     await swarm.start_daemon("peer1")
     result = await asyncio.wait_for(get(str(tmp_path / "peer1.sock"), url), timeout=90)

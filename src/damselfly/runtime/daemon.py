@@ -586,6 +586,7 @@ async def start_download(request: web.Request) -> web.StreamResponse:
         await send(
             {
                 "event": "done",
+                "peer_id": peer_task.peer_id,
                 "path": str(store.data_path),
                 "content_length": store.content_length,
                 "bytes_from": peer_task.progress.bytes_from,
