@@ -139,3 +139,21 @@ async def test_empty_content_through_a_daemon_and_in_process(
         code, stderr = await run_get(f"{origin.url}/empty", "-O", str(output), *extra)
         assert code == 0, stderr
         assert output.read_bytes() == b""
+
+
+async def test_a_get_that_goes_away_leaves_the_download_running(
+    origin: Origin, swarm: Swarm, tmp_path: Path
+) -> None:
+    from tests.runtime.conftest import get
+
+    data, _ = make_content(origin.root, "f.bin", 12 * 1024 * 1024)
+    url = f"{origin.url}/f.bin"
+    await swarm.start_daemon("lone", extra=["--back-to-source-rate", "64Mbit/s"])
+    impatient = asyncio.create_task(get(str(tmp_path / "lone.sock"), url))
+    await asyncio.sleep(0.5)
+    impatient.cancel()
+    result = await asyncio.wait_for(get(str(tmp_path / "lone.sock"), url), timeout=60)
+    assert result["event"] == "done", result
+    assert Path(result["path"]).read_bytes() == data
+    await asyncio.sleep(0.3)
+    assert "unhandled error" not in (tmp_path / "lone.log").read_text()

@@ -563,37 +563,40 @@ async def start_download(request: web.Request) -> web.StreamResponse:
     async def send(event: dict[str, Any]) -> None:
         await response.write((json.dumps(event) + "\n").encode())
 
-    while not job.done():
-        progress = peer_task.progress
-        await send(
-            {
-                "event": "progress",
-                "content_length": progress.content_length,
-                "completed_bytes": progress.completed_bytes,
-                "bytes_from": progress.bytes_from,
-                "mode": progress.mode,
-            }
-        )
-        await asyncio.wait([job], timeout=0.25)
-    if job.cancelled():
-        await send({"event": "error", "message": "the download was cancelled"})
-    elif job.exception() is not None:
-        failure = job.exception()
-        message = str(failure) if isinstance(failure, DownloadError) else f"{failure!r}"
-        await send({"event": "error", "message": message})
-    else:
-        store = job.result()
-        await send(
-            {
-                "event": "done",
-                "peer_id": peer_task.peer_id,
-                "path": str(store.data_path),
-                "content_length": store.content_length,
-                "bytes_from": peer_task.progress.bytes_from,
-            }
-        )
-    await response.write_eof()
-    return response
+    try:
+        while not job.done():
+            progress = peer_task.progress
+            await send(
+                {
+                    "event": "progress",
+                    "content_length": progress.content_length,
+                    "completed_bytes": progress.completed_bytes,
+                    "bytes_from": progress.bytes_from,
+                    "mode": progress.mode,
+                }
+            )
+            await asyncio.wait([job], timeout=0.25)
+        if job.cancelled():
+            await send({"event": "error", "message": "the download was cancelled"})
+        elif job.exception() is not None:
+            failure = job.exception()
+            message = str(failure) if isinstance(failure, DownloadError) else f"{failure!r}"
+            await send({"event": "error", "message": message})
+        else:
+            store = job.result()
+            await send(
+                {
+                    "event": "done",
+                    "peer_id": peer_task.peer_id,
+                    "path": str(store.data_path),
+                    "content_length": store.content_length,
+                    "bytes_from": peer_task.progress.bytes_from,
+                }
+            )
+        await response.write_eof()
+        return response
+    except ConnectionResetError:  # `get` went away; the download goes on for others
+        return response
 
 
 async def list_tasks(request: web.Request) -> web.Response:
