@@ -494,9 +494,10 @@ def cluster_up(peers: int, seeds: int, origin: str | None, state_dir: str) -> No
         if origin_url:
             click.echo(f"origin    {origin_url}")
         example = f"{origin_url}/FILE" if origin_url else "http://HOST/FILE"
-        first = members[-1].get("socket") if len(members) > 1 else None
+        last = members[-1].get("socket") if len(members) > 1 else None
+        where = f"--daemon {last}" if last else f"--scheduler {scheduler_url} --token {token}"
         click.echo(f"token     {token}")
-        click.echo(f"try:      damselfly get {example} -O /tmp/FILE --daemon {first}")
+        click.echo(f"try:      damselfly get {example} -O /tmp/FILE {where}")
         click.echo("Ctrl-C or `damselfly cluster down` stops it.")
         while not stopping and all(child.poll() is None for child in children):
             time.sleep(0.2)
