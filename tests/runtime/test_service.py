@@ -245,3 +245,26 @@ async def test_generated_requests_never_get_a_500(
 
 def test_app_is_an_aiohttp_application() -> None:
     assert isinstance(make_app(), web.Application)
+
+
+async def test_the_timer_collects_idle_peers_and_their_mailboxes(aiohttp_client: Any) -> None:
+    import asyncio
+
+    from damselfly.runtime.service import SchedulerService
+    from damselfly.scheduling import SchedulerConfig
+
+    service = SchedulerService(SchedulerConfig(gc_interval=0.05, peer_idle_timeout=0.1))
+    client = await aiohttp_client(make_app(service, token=TOKEN))
+    await announce(client, "h1")
+    response = await client.post(
+        "/api/v1/peers", json={"peer_id": "p1", "host_id": "h1", "url": URL}, headers=AUTH
+    )
+    assert response.status == 201
+    for _ in range(100):  # bounded: about 2 s
+        if "p1" not in service.core.peers and "p1" not in service.peer_mailboxes:
+            break
+        await asyncio.sleep(0.02)
+    assert "p1" not in service.core.peers
+    assert "p1" not in service.peer_mailboxes
+    text = await (await client.get("/metrics")).text()
+    assert 'damselfly_scheduler_decisions_total{kind="PeerEvicted"} 1.0' in text

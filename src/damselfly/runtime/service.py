@@ -164,10 +164,10 @@ class SchedulerService:
                     await asyncio.wait_for(self.wake.wait(), timeout=min(delay, 60.0))
                 continue
             self.deliver(self.core.tick(self.now()))
+            # Mailboxes of peers the core forgot go once nobody reads them (a last eviction
+            # notice for a peer whose daemon is gone would otherwise stay for ever).
             for peer_id in [p for p in self.peer_mailboxes if p not in self.core.peers]:
-                box = self.peer_mailboxes[peer_id]
-                if not box.pending:
-                    self.forget_peer_mailbox(peer_id)
+                self.forget_peer_mailbox(peer_id)
 
     def refresh_gauges(self) -> None:
         core = self.core
