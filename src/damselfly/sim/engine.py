@@ -343,7 +343,7 @@ class Simulation:
         if faults.slow_fraction > 0:
             for host in rng.sample(normal, round(faults.slow_fraction * len(normal))):
                 for c in (2 * host.index, 2 * host.index + 1):
-                    network.capacity[c] *= faults.slow_factor
+                    network.set_capacity(c, network.capacity[c] * faults.slow_factor)
                 host.upload_rate *= faults.slow_factor
                 host.download_rate *= faults.slow_factor
         if faults.corrupt_fraction > 0:
