@@ -300,3 +300,62 @@ async def test_a_daemon_without_a_scheduler_also_resumes(
     assert result["event"] == "done", result
     assert Path(result["path"]).read_bytes() == data
     assert downloaded(await metrics(second.address), "origin") == SIZE - durable * PIECE
+
+
+async def test_a_resumed_download_still_sends_the_origin_headers(
+    swarm: Swarm, tmp_path: Path
+) -> None:
+    from aiohttp import web
+
+    from damselfly.runtime.origin import make_origin_app
+
+    root = tmp_path / "private"
+    root.mkdir()
+    data, _ = make_content(root, "f.bin", 16 * 1024 * 1024)
+    seen = {"granted": 0, "denied": 0}
+
+    @web.middleware
+    async def require_key(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.headers.get("X-Origin-Key") != "k1":
+            seen["denied"] += 1
+            raise web.HTTPForbidden()
+        seen["granted"] += 1
+        return await handler(request)
+
+    app = make_origin_app(root)
+    app.middlewares.append(require_key)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/f.bin"
+        task = task_id(url)
+        one_at_a_time = {"DAMSELFLY_DAEMON_SOURCE_CONCURRENCY": "1"}
+        first = await swarm.start_daemon(
+            "lone", extra=["--back-to-source-rate", "4MiB/s"], env=one_at_a_time
+        )
+        interrupted = asyncio.create_task(
+            get(str(tmp_path / "lone.sock"), url, headers={"X-Origin-Key": "k1"})
+        )
+        await wait_for_pieces(first.address, task, 1)
+        first.kill()  # no goodbye: only what is on disk survives
+        await first.process.wait()
+        with pytest.raises(Exception):  # noqa: B017 (the daemon died under it)
+            await asyncio.wait_for(interrupted, timeout=10)
+        meta_path = tmp_path / "lone" / "tasks" / task / "meta.json"
+        meta = json.loads(meta_path.read_text())
+        assert meta["headers"] == {"X-Origin-Key": "k1"}
+        assert meta_path.stat().st_mode & 0o777 == 0o600  # headers may hold credentials
+        before = seen["granted"]
+
+        second = await swarm.start_daemon("lone")  # resumes on its own, with no `get`
+        for _ in range(600):
+            if await bitfield_count(second.address, task) == 4:
+                break
+            await asyncio.sleep(0.05)
+        assert await bitfield_count(second.address, task) == 4
+        assert seen["denied"] == 0, "the resumed download lost the origin headers"
+        assert seen["granted"] > before
+        assert (tmp_path / "lone" / "tasks" / task / "data").read_bytes() == data
+    finally:
+        await runner.cleanup()

@@ -5,7 +5,8 @@ from, in rising priority: the dataclass default, the component's TOML file (``--
 keys are the field names), the environment (``DAMSELFLY_<COMPONENT>_<FIELD>``, upper case,
 plus ``DAMSELFLY_TOKEN`` for the cluster token), and command-line flags (flags win).
 Human quantities ("10Gbit/s", "2GiB", "500ms") are parsed here, once, by
-:mod:`damselfly.units`. Errors raise :class:`ConfigError` with one line naming the setting.
+:mod:`damselfly.units`; a rate limit may also be ``off``. Errors raise :class:`ConfigError`
+with one line naming the setting.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from damselfly import units
+from damselfly.runtime.ratelimit import DEFAULT_RATE_LIMIT
 
 __all__ = [
     "ConfigError",
@@ -71,9 +73,9 @@ class DaemonConfig:
     location: str = ""
     upload_rate: float = 1.25e9
     upload_slots: int | None = None
-    upload_rate_limit: float | None = None
-    download_rate: float | None = None
-    back_to_source_rate: float | None = None
+    upload_rate_limit: float | None = DEFAULT_RATE_LIMIT
+    download_rate: float | None = DEFAULT_RATE_LIMIT
+    back_to_source_rate: float | None = DEFAULT_RATE_LIMIT
     quota: int | None = None
     max_in_flight: int = 8
     max_per_parent: int = 4
@@ -89,7 +91,9 @@ class DaemonConfig:
     test_corrupt_uploads: bool = False
 
 
-_RATES = {"upload_rate", "upload_rate_limit", "download_rate", "back_to_source_rate"}
+_LIMITS = {"upload_rate_limit", "download_rate", "back_to_source_rate"}
+_RATES = {"upload_rate", *_LIMITS}
+_NO_LIMIT = {"off", "none", "unlimited", "0"}
 _SIZES = {"quota"}
 _DURATIONS = {
     "parent_wait",
@@ -105,8 +109,13 @@ def _convert(name: str, value: Any, default: Any) -> Any:
     if value is None:
         return None
     try:
+        if name in _LIMITS and str(value).strip().lower() in _NO_LIMIT:
+            return None  # a rate limit turned off
         if name in _RATES:
-            return units.parse_rate(value)
+            rate = units.parse_rate(value)
+            if name in _LIMITS and not rate > 0:
+                raise ValueError(f"{value!r} is not a rate above 0 (use 'off' for no limit)")
+            return rate
         if name in _SIZES:
             return units.parse_size(value)
         if name in _DURATIONS:

@@ -6,8 +6,9 @@
   re-announced to the scheduler (so others may download from them) and unfinished ones
   resume, fetching only the pieces not yet verified;
 - an upload server on TCP (``/download/v1/tasks/{task_id}/data`` with a Range header, served
-  zero-copy by ``web.FileResponse``; ``/download/v1/tasks/{task_id}/bitfield``), which
-  serves only verified pieces and at most ``upload_slots`` transfers at once;
+  zero-copy by ``loop.sendfile``, in token-bucket chunks under the upload rate limit;
+  ``/download/v1/tasks/{task_id}/bitfield``), which serves only verified pieces and at most
+  ``upload_slots`` transfers at once;
 - the download engine (:class:`~damselfly.runtime.download.PeerTask`), one per task;
 - the host's decision stream (seed triggers) and heartbeat;
 - a local API on a Unix socket for ``damselfly get``: ``POST /api/v1/downloads`` streams
@@ -46,7 +47,6 @@ from damselfly.runtime.api import (
     MAX_BODY_BYTES,
     TASK_ID_PATTERN,
     BadRequest,
-    OnceFileResponse,
     Route,
     add_routes,
     auth_middleware,
@@ -208,7 +208,8 @@ class Daemon:
             )
         for store in stores:
             if not store.complete and store.url:
-                self.download(store.url, store.digest)
+                # The origin headers given to the first `get` were saved with the task.
+                self.download(store.url, store.digest, headers=store.headers)
 
     async def stop(self) -> None:
         """Leave the scheduler, stop downloads and servers; storage stays for a restart."""
@@ -346,6 +347,8 @@ class Daemon:
         if running is not None and not running.done():
             return running
         store = self.storage.open(identity, url, digest)
+        if headers and not store.has_metadata:
+            store.headers = dict(headers)  # saved with the metadata, for a resume
         peer_task = PeerTask(
             self,
             store,
@@ -426,43 +429,49 @@ async def task_data(request: web.Request) -> web.StreamResponse:
         try:
             if daemon.config.test_corrupt_uploads:
                 response: web.StreamResponse = await _corrupt_range(request, store, start, stop)
-            elif daemon.upload_limit is not None:
-                response = await _limited_range(request, daemon.upload_limit, store, start, stop)
+                sent = stop - start
             else:
-                response = OnceFileResponse(store.data_path, chunk_size=1024 * 1024)
-                try:
-                    await response.prepare(request)
-                except ConnectionResetError:  # the child gave up on this piece (endgame)
-                    return response
+                response, sent = await _send_range(request, daemon.upload_limit, store, start, stop)
         finally:
             daemon.metrics.active_uploads.dec()
-    daemon.metrics.count_upload(stop - start)
+    daemon.metrics.count_upload(sent)
     return response
 
 
-async def _limited_range(
-    request: web.Request, limit: TokenBucket, store: TaskStore, start: int, stop: int
-) -> web.StreamResponse:
-    """Serve a range through the upload token bucket (no zero-copy: bytes pass through)."""
+async def _send_range(
+    request: web.Request, limit: TokenBucket | None, store: TaskStore, start: int, stop: int
+) -> tuple[web.StreamResponse, int]:
+    """Send bytes ``start .. stop-1`` of the content zero-copy (``loop.sendfile``: the kernel
+    moves them from the page cache to the socket); returns the response and the bytes sent.
+    Under an upload limit the range goes in chunks of the bucket's chunk size, each after its
+    tokens, so limiting costs no copy."""
     response = web.StreamResponse(
         status=206,
-        headers={"Content-Range": f"bytes {start}-{stop - 1}/{store.content_length}"},
+        headers={
+            "Content-Range": f"bytes {start}-{stop - 1}/{store.content_length}",
+            "Content-Type": "application/octet-stream",
+        },
     )
     response.content_length = stop - start
-    await response.prepare(request)
-    with open(store.data_path, "rb") as file:
-        position = start
-        while position < stop:
-            size = min(256 * 1024, stop - position)
-            await limit.take(size)
-            file.seek(position)
-            chunk = await asyncio.to_thread(file.read, size)
-            if not chunk:
-                break
-            await response.write(chunk)
-            position += len(chunk)
-    await response.write_eof()
-    return response
+    await response.prepare(request)  # sends the headers at once
+    transport = request.transport
+    loop = asyncio.get_running_loop()
+    chunk = limit.chunk_size if limit is not None else stop - start
+    position = start
+    try:
+        with open(store.data_path, "rb") as file:
+            while position < stop:
+                size = min(chunk, stop - position)
+                if limit is not None:
+                    await limit.take(size)
+                if transport is None or transport.is_closing():
+                    return response, position - start  # the child went away
+                await loop.sendfile(transport, file, position, size)
+                position += size
+        await response.write_eof()
+    except ConnectionError:  # the child gave up on this piece (endgame)
+        pass
+    return response, position - start
 
 
 async def _corrupt_range(

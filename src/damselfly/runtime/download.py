@@ -123,7 +123,7 @@ class PeerTask:
         self.store = store
         self.url = url
         self.digest = digest
-        self.headers = dict(headers or {})
+        self.headers = dict(headers or store.headers)
         self.disable_back_to_source = disable_back_to_source
         self.task_id = store.task_id
         self.peer_id = f"{daemon.host_id}-{self.task_id[:12]}-{random.getrandbits(32):08x}"
@@ -388,6 +388,9 @@ class PeerTask:
                 await self._flush(client)
             except SchedulerUnavailable as error:
                 await self.inbox.put({"type": "scheduler_lost", "reason": str(error)})
+                return
+            except StorageError as error:  # say a full disk: the task stops with it
+                await self.inbox.put({"type": "p2p_error", "error": error})
                 return
 
     async def _flush(self, client: SchedulerClient) -> None:
@@ -760,10 +763,11 @@ class PeerTask:
     async def _read(
         self, response: aiohttp.ClientResponse, size: int, limit: TokenBucket | None
     ) -> bytes:
+        """The body, each chunk let through by ``limit`` (the whole body at once without)."""
         if limit is None:
             return await response.read()
         chunks = []
-        async for chunk in response.content.iter_chunked(256 * 1024):
+        async for chunk in response.content.iter_chunked(limit.chunk_size):
             await limit.take(len(chunk))
             chunks.append(chunk)
         return b"".join(chunks)

@@ -2,7 +2,12 @@
 
 ``rate`` bytes/s refill a bucket of ``burst`` bytes; :meth:`TokenBucket.take` waits until
 enough tokens are there. A request larger than the burst is let through once the bucket is
-full and drives it negative, so big chunks still average out to ``rate``.
+full and drives it negative, so big chunks still average out to ``rate``; callers move bytes
+in chunks of at most :attr:`TokenBucket.chunk_size`, so that even the first transfer after an
+idle spell (a full bucket) is held to about ``burst`` bytes ahead of the rate.
+
+The daemon's defaults follow Dragonfly's dfdaemon (download and upload ``rateLimit`` 10GiB/s):
+generous enough never to bind on one host's NIC or on loopback, there to be lowered.
 """
 
 from __future__ import annotations
@@ -10,7 +15,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-__all__ = ["TokenBucket"]
+__all__ = ["DEFAULT_RATE_LIMIT", "TokenBucket"]
+
+DEFAULT_RATE_LIMIT = 10 * 1024**3  # bytes/s: Dragonfly's dfdaemon default (10GiB/s)
+_MIN_CHUNK = 64 * 1024
+_MAX_CHUNK = 4 * 1024 * 1024
 
 
 class TokenBucket:
@@ -22,6 +31,13 @@ class TokenBucket:
         self.tokens = self.burst
         self.stamp = time.monotonic()
         self.lock = asyncio.Lock()
+
+    @property
+    def chunk_size(self) -> int:
+        """Bytes to move per :meth:`take`: no more than the burst (so the limit holds from
+        the first byte), no less than 64 KiB (so a low limit costs few wake-ups), at most
+        4 MiB (one piece at a time)."""
+        return int(min(_MAX_CHUNK, max(_MIN_CHUNK, self.burst)))
 
     def _refill(self) -> None:
         now = time.monotonic()

@@ -1,16 +1,25 @@
 """The daemon's disk: one pre-allocated content file per task plus a small metadata file.
 
 Layout under the data dir: ``tasks/<task_id>/data`` (the content, allocated at full length
-when the length is known) and ``tasks/<task_id>/meta.json`` (URL, digest, length, piece
-length, the verified-piece bitmap, per-piece digests, last access). A piece is written with
-``pwrite`` and made durable with ``fdatasync`` before it is marked verified; the metadata is
-rewritten atomically (temporary file, fsync, rename) before the daemon reports the pieces it
-lists, so a restarted daemon finds exactly what it had reported and fetches nothing twice.
+when the length is known), ``tasks/<task_id>/meta.json`` (URL, digest, the origin request
+headers, length, piece length, the verified-piece bitmap, per-piece digests, last access;
+mode 0600, since headers may carry credentials) and ``tasks/<task_id>/meta.reserve``. A
+piece is written with ``pwrite`` and made durable with ``fdatasync`` before it is marked
+verified; the metadata is rewritten atomically (temporary file, fsync, rename) before the
+daemon reports the pieces it lists, so a restarted daemon finds exactly what it had reported
+and fetches nothing twice.
 
 A quota caps the bytes allocated; allocating past it evicts finished tasks that nobody is
 using, least recently used first. When that is not enough, or the disk is full, the
 allocation raises :class:`StorageFullError` and the task fails with that reason; every other
 task keeps being served.
+
+The disk can also fill up after allocation (another program, a filesystem that does not
+reserve blocks). A rewrite of meta.json needs room for a second copy, so each unfinished
+task keeps ``meta.reserve``, a file allocated at twice the metadata's size: when the rewrite
+hits a full disk, the reserve is deleted and the rewrite tried again, so the verified pieces
+are recorded, and the task then stops with :class:`StorageFullError`. A restarted daemon
+resumes it and fetches only the pieces that were not recorded.
 
 Task ids are 64 hex digits (checked here too), so no id can walk out of the data dir.
 """
@@ -43,6 +52,9 @@ class StorageFullError(StorageError):
     """No room for a task: the quota is reached or the disk is full."""
 
 
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
 @dataclass(slots=True)
 class TaskStore:
     """One task on disk: its content file and what is known about it."""
@@ -55,6 +67,7 @@ class TaskStore:
     piece_length: int = 0
     verified: Bitfield = field(default_factory=lambda: Bitfield(0))
     piece_digests: list[str | None] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
     last_access: float = 0.0
     in_use: int = 0
     failure: str | None = None
@@ -67,6 +80,10 @@ class TaskStore:
     @property
     def meta_path(self) -> Path:
         return self.directory / "meta.json"
+
+    @property
+    def reserve_path(self) -> Path:
+        return self.directory / "meta.reserve"
 
     @property
     def piece_count(self) -> int:
@@ -119,7 +136,7 @@ class TaskStore:
             while written < size:
                 written += os.pwrite(fd, data[written:], offset + written)
         except OSError as error:
-            if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            if error.errno in _FULL:
                 raise StorageFullError(f"disk full writing task {self.task_id[:12]}") from None
             raise StorageError(f"cannot write task {self.task_id[:12]}: {error}") from None
 
@@ -137,7 +154,11 @@ class TaskStore:
     def checkpoint(self) -> None:
         """Make every piece verified so far durable, then list exactly those in meta.json
         (blocking). Pieces are reported only after a checkpoint that lists them, and one
-        fdatasync per batch of pieces is far cheaper than one per piece."""
+        fdatasync per batch of pieces is far cheaper than one per piece.
+
+        Raises StorageFullError when the disk is full: meta.json then lists every piece that
+        was durable (written with the reserve's room) or, if even that failed, the pieces of
+        the previous checkpoint."""
         verified = self.verified.copy()
         if self._fd is not None:
             try:
@@ -147,12 +168,43 @@ class TaskStore:
         self.save(verified)
 
     def save(self, verified: Bitfield | None = None) -> None:
-        """Rewrite meta.json atomically and durably (blocking)."""
+        """Rewrite meta.json atomically and durably (blocking); raises StorageFullError when
+        the disk is full (after recording the pieces with the reserve's room, if there is a
+        reserve), StorageError on any other failure."""
         verified = self.verified if verified is None else verified
-        body: dict[str, Any] = {
+        text = json.dumps(self._meta(verified))
+        try:
+            self._write_meta(text)
+            if self.complete:  # a finished task is never rewritten for new pieces
+                with contextlib.suppress(FileNotFoundError):
+                    self.reserve_path.unlink()
+            return
+        except OSError as error:
+            if error.errno not in _FULL:
+                raise StorageError(f"cannot save task {self.task_id[:12]}: {error}") from None
+        if not self.reserve_path.exists():
+            raise StorageFullError(
+                f"disk full: cannot record the pieces of task {self.task_id[:12]}"
+            )
+        with contextlib.suppress(OSError):
+            self.reserve_path.unlink()
+        try:
+            self._write_meta(text)
+        except OSError as error:
+            raise StorageFullError(
+                f"disk full: cannot record the pieces of task {self.task_id[:12]} ({error})"
+            ) from None
+        raise StorageFullError(
+            f"disk full: task {self.task_id[:12]} stopped with {verified.count} of "
+            f"{verified.size} pieces verified and kept"
+        )
+
+    def _meta(self, verified: Bitfield) -> dict[str, Any]:
+        return {
             "task_id": self.task_id,
             "url": self.url,
             "digest": self.digest,
+            "headers": self.headers,
             "content_length": self.content_length,
             "piece_length": self.piece_length,
             "piece_count": self.piece_count,
@@ -160,12 +212,38 @@ class TaskStore:
             "piece_digests": self.piece_digests,
             "last_access": self.last_access,
         }
+
+    def _write_meta(self, text: str) -> None:
         temporary = self.meta_path.with_suffix(".tmp")
-        with open(temporary, "w", encoding="utf-8") as file:
-            json.dump(body, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, self.meta_path)
+        try:
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with open(fd, "w", encoding="utf-8") as file:
+                file.write(text)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, self.meta_path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+            raise
+
+    def make_reserve(self) -> None:
+        """Set aside room for two copies of meta.json (blocking; best effort: on a full disk
+        there is simply no reserve). A finished task needs none and has it removed."""
+        if self.complete:
+            with contextlib.suppress(OSError):
+                self.reserve_path.unlink()
+            return
+        size = 2 * (len(json.dumps(self._meta(self.verified))) + 100 * self.piece_count) + 4096
+        try:
+            fd = os.open(self.reserve_path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, size)
+            finally:
+                os.close(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                self.reserve_path.unlink()
 
     def close(self) -> None:
         if self._fd is not None:
@@ -199,6 +277,8 @@ class Storage:
                 _remove_tree(directory)
                 continue
             self.stores[store.task_id] = store
+            if store.has_metadata:
+                store.make_reserve()
         return list(self.stores.values())
 
     @staticmethod
@@ -221,6 +301,7 @@ class Storage:
             piece_length=int(body["piece_length"]),
             verified=verified,
             piece_digests=digests,
+            headers=_headers(body.get("headers")),
             last_access=float(body.get("last_access", 0.0)),
         )
 
@@ -259,7 +340,7 @@ class Storage:
             finally:
                 os.close(fd)
         except OSError as error:
-            if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            if error.errno in _FULL:
                 with contextlib.suppress(OSError):
                     os.unlink(store.data_path)
                 raise StorageFullError(
@@ -270,7 +351,14 @@ class Storage:
         store.piece_length = piece_length
         store.verified = Bitfield(count)
         store.piece_digests = [None] * count
-        store.save()
+        try:
+            store.save()
+        except StorageError:
+            store.content_length = None  # not allocated after all: no room for metadata
+            with contextlib.suppress(OSError):
+                os.unlink(store.data_path)
+            raise
+        store.make_reserve()
 
     def used_bytes(self) -> int:
         return sum(store.allocated_bytes() for store in self.stores.values())
@@ -299,6 +387,12 @@ class Storage:
     def close(self) -> None:
         for store in self.stores.values():
             store.close()
+
+
+def _headers(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        return {}
+    return {str(name): str(text) for name, text in value.items()}
 
 
 def _remove_tree(directory: Path) -> None:
