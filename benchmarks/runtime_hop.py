@@ -207,7 +207,11 @@ def curl_seconds(nginx: str, root: Path, name: str, work: Path, repeat: int) -> 
         subprocess.run([nginx, "-c", str(conf), "-p", str(prefix), "-s", "stop"], check=False)
 
 
-async def p2p_seconds(root: Path, name: str, work: Path, repeat: int) -> tuple[list[float], int]:
+async def p2p_seconds(
+    root: Path, name: str, work: Path, repeat: int
+) -> tuple[list[float], int, float]:
+    """Daemon A gets the file from the origin, then ``repeat`` fresh daemons get it from A.
+    Returns the hop times (s), the bytes the origin served and A's time from the origin."""
     origin, origin_url = start_origin(root, work / "origin.log")
     scheduler = Process(["scheduler", "--listen", "127.0.0.1:0"], work / "scheduler.log")
     daemons: list[Process] = []
@@ -219,7 +223,8 @@ async def p2p_seconds(root: Path, name: str, work: Path, repeat: int) -> tuple[l
         )  # fmt: skip
         daemons.append(holder)
         url = f"{origin_url}/{name}"
-        await daemon_get(str(work / "a.sock"), url)  # A holds it now (not timed)
+        fetched = await daemon_get(str(work / "a.sock"), url)  # A holds it now (not in p2p)
+        origin_seconds = fetched[-1][0] - fetched[0][0]
         times = []
         for index in range(repeat):
             data_dir = work / f"b{index}"
@@ -237,7 +242,7 @@ async def p2p_seconds(root: Path, name: str, work: Path, repeat: int) -> tuple[l
             daemons.remove(receiver)
             shutil.rmtree(data_dir, ignore_errors=True)
         served = await origin_bytes(origin_url)
-        return times, served
+        return times, served, origin_seconds
     finally:
         for daemon in daemons:
             daemon.stop()
@@ -262,7 +267,7 @@ def main() -> None:
         curl = curl_seconds(nginx, root, "blob.bin", work, args.repeat)
         for index, seconds in enumerate(curl):
             print(f"curl run {index + 1}: {seconds:.2f} s", flush=True)
-        p2p, served = asyncio.run(p2p_seconds(root, "blob.bin", work, args.repeat))
+        p2p, served, _ = asyncio.run(p2p_seconds(root, "blob.bin", work, args.repeat))
     mib = size / 1024**2
     p2p_rate = mib / statistics.median(p2p)
     curl_rate = mib / statistics.median(curl)
