@@ -76,3 +76,36 @@ def test_bad_task_ids_cannot_leave_the_data_dir(tmp_path: Path) -> None:
     storage = Storage(tmp_path / "data")
     with pytest.raises(Exception, match="bad task id"):
         storage.open("../../etc", "http://x/", "")
+
+
+def test_a_full_disk_spends_the_reserve_to_record_the_verified_pieces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import os
+
+    storage = Storage(tmp_path)
+    store = _store(storage, "a", 3 * MiB)
+    assert store.reserve_path.stat().st_size > 0
+    store.write_piece(0, b"a" * MiB)
+    store.mark_verified(0, "sha256:" + "00" * 32)
+    real_open = os.open
+    refusals = {"left": 1}
+
+    def full_once(path: object, flags: int, mode: int = 0o777) -> int:
+        if str(path).endswith(".tmp") and refusals["left"]:
+            refusals["left"] -= 1
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(path, flags, mode)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", full_once)
+    with pytest.raises(StorageFullError, match="stopped with 1 of 3 pieces verified and kept"):
+        store.checkpoint()
+    assert not store.reserve_path.exists()
+    refusals["left"] = 1  # no reserve left: the previous meta.json stays
+    store.write_piece(1, b"b" * MiB)
+    store.mark_verified(1, "sha256:" + "11" * 32)
+    with pytest.raises(StorageFullError, match="cannot record"):
+        store.checkpoint()
+    monkeypatch.undo()
+    assert list(Storage(tmp_path).load()[0].verified) == [0]

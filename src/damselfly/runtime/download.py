@@ -161,6 +161,9 @@ class PeerTask:
         try:
             if not store.complete:
                 await self._download(background)
+                # A task is done only once meta.json says so: else a restart would fetch
+                # it again, or (a full disk) find it unfinished.
+                await asyncio.to_thread(store.checkpoint)
             await self._check_content_digest()
             metrics.tasks.labels(result="succeeded").inc()
             return store
@@ -767,7 +770,7 @@ class PeerTask:
         if limit is None:
             return await response.read()
         chunks = []
-        async for chunk in response.content.iter_chunked(limit.chunk_size):
+        async for chunk in response.content.iter_any():  # as received: no extra copy
             await limit.take(len(chunk))
             chunks.append(chunk)
         return b"".join(chunks)

@@ -46,6 +46,11 @@ class TokenBucket:
 
     async def take(self, amount: int) -> None:
         """Wait until ``amount`` bytes may pass."""
+        if not self.lock.locked():  # the common case under a generous limit: no waiting
+            self._refill()
+            if self.tokens >= min(amount, self.burst):
+                self.tokens -= amount
+                return
         async with self.lock:
             self._refill()
             needed = min(amount, self.burst)

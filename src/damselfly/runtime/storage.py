@@ -194,6 +194,8 @@ class TaskStore:
             raise StorageFullError(
                 f"disk full: cannot record the pieces of task {self.task_id[:12]} ({error})"
             ) from None
+        if verified.complete:
+            return  # finished: nothing more to record, so the task need not stop
         raise StorageFullError(
             f"disk full: task {self.task_id[:12]} stopped with {verified.count} of "
             f"{verified.size} pieces verified and kept"
