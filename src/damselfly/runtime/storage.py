@@ -175,13 +175,14 @@ class TaskStore:
         text = json.dumps(self._meta(verified))
         try:
             self._write_meta(text)
-            if self.complete:  # a finished task is never rewritten for new pieces
-                with contextlib.suppress(FileNotFoundError):
-                    self.reserve_path.unlink()
-            return
         except OSError as error:
             if error.errno not in _FULL:
                 raise StorageError(f"cannot save task {self.task_id[:12]}: {error}") from None
+        else:
+            if verified.complete:  # a finished task is never rewritten for new pieces
+                with contextlib.suppress(OSError):
+                    self.reserve_path.unlink()
+            return
         if not self.reserve_path.exists():
             raise StorageFullError(
                 f"disk full: cannot record the pieces of task {self.task_id[:12]}"
