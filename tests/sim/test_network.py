@@ -246,3 +246,57 @@ def test_tree_graph_keeps_a_binding_uplink() -> None:
     flow = net.start(h["h0"], h["h2"], 1000)
     env.run(until=1.0)
     assert flow.rate == 50.0
+
+
+def flat_swarm(seed: int, n_hosts: int = 30, n_flows: int = 400):
+    """Hosts of mixed capacities, flows between random pairs (parallel ones included)."""
+    rng = random.Random(seed)
+    env = simpy.Environment()
+    net = FlowNetwork(env)
+    for i in range(n_hosts):
+        net.add_host(f"h{i}", rng.uniform(1.0, 10.0), rng.uniform(1.0, 10.0))
+    flows: list[Flow] = []
+    log: list[tuple[int, float]] = []
+
+    def arrivals(env: simpy.Environment):
+        for _ in range(n_flows):
+            yield env.timeout(rng.expovariate(20.0))
+            src, dst = (
+                rng.sample(range(n_hosts // 3), 2)
+                if rng.random() < 0.3
+                else (rng.sample(range(n_hosts), 2))
+            )
+            flows.append(
+                net.start(
+                    src,
+                    dst,
+                    rng.uniform(1.0, 20.0),
+                    on_done=lambda f: log.append((f.flow_id, env.now)),
+                )
+            )
+
+    env.process(arrivals(env))
+    return env, net, flows, log
+
+
+@pytest.mark.parametrize("seed", [7, 8, 9])
+def test_flat_water_filling_matches_progressive_filling(seed: int) -> None:
+    """The flat fast path of the re-rate gives progressive filling's rates (to rounding)."""
+    from damselfly.sim import flowkernel
+
+    runs = []
+    for fast in (1, 0):
+        env, net, flows, log = flat_swarm(seed)
+        net._I[flowkernel.H_FLAT_FILL] = fast
+        samples = []
+        for t in range(1, 30):
+            env.run(until=t * 0.5)
+            check_feasible(net)
+            samples.append([f.rate for f in flows])
+        env.run()
+        runs.append((samples, log))
+    (fast_samples, fast_log), (slow_samples, slow_log) = runs
+    for fast_rates, slow_rates in zip(fast_samples, slow_samples, strict=True):
+        assert fast_rates == pytest.approx(slow_rates, rel=1e-6, abs=1e-9)
+    assert [fid for fid, _ in fast_log] == [fid for fid, _ in slow_log]
+    assert [t for _, t in fast_log] == pytest.approx([t for _, t in slow_log], rel=1e-9)

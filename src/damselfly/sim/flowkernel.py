@@ -84,6 +84,8 @@ H_FREE = 13  # first free slot, -1 when none
 H_DIRTY_N = 14
 H_MODE = 15
 H_EPOCH = 16
+H_KWSHIFT = 17  # kw is a power of two: node ids are (slot << shift) + k
+H_FLAT_FILL = 18  # 1: the flat fast path of the re-rate is on (0 only to test it)
 H_OFFSETS = 32
 I_HEADER = 96
 # Header of F.
@@ -131,6 +133,7 @@ I_REGIONS = (
     ("plinks", "pathnode"),
     ("wc", "work"),
     ("wflows", "flow"),
+    ("cpart", "con"),  # scratch: the dirty constraint a touched constraint's flows share
 )
 # Region offsets by name, for the kernel (see views).
 Views = namedtuple("Views", [name for name, _ in F_REGIONS + I_REGIONS])  # type: ignore[misc]
@@ -168,6 +171,7 @@ def allocate(
     I = np.zeros(I_HEADER, dtype=np.int64)
     I[H_FREE] = -1
     I[H_MODE] = mode
+    I[H_FLAT_FILL] = 1
     F[F_LAST_RERATE] = -math.inf
     F[F_QUANTUM] = quantum
     F, I = grow(F, I, cap=cap, kw=kw, ccap=ccap, pcap=pcap)
@@ -189,6 +193,7 @@ def grow(
     old_ccap, old_pcap = int(I[H_CCAP]), int(I[H_PCAP])
     cap = max(cap or 0, old_cap)
     kw = max(kw or 0, old_kw)
+    kw = 1 << (kw - 1).bit_length()  # a power of two, so node ids split by shifts
     ccap = max(ccap or 0, old_ccap)
     pcap = max(pcap or 0, old_pcap)
     hcap = 2 * cap + 16  # room left after dropping stale entries: see _push
@@ -244,6 +249,7 @@ def grow(
         nextfree[cap - 1] = I[H_FREE] if old_cap else -1
         new_i[H_FREE] = old_cap
     new_i[H_CAP], new_i[H_KW], new_i[H_CCAP] = cap, kw, ccap
+    new_i[H_KWSHIFT] = kw.bit_length() - 1
     new_i[H_HCAP], new_i[H_PCAP], new_i[H_WCAP] = hcap, pcap, new["work"]
     return new_f, new_i
 
@@ -299,6 +305,7 @@ def views(F, I):
         I[o + 33],
         I[o + 34],
         I[o + 35],
+        I[o + 36],
     )
 
 
@@ -402,12 +409,12 @@ def _top_valid(F, I, v):
     return math.inf
 
 
-# Constraint membership: per constraint a doubly linked list of nodes slot * kw + k.
+# Constraint membership: per constraint a doubly linked list of nodes (slot << shift) + k.
 
 
 @_inline
-def _link(F, I, v, slot, kw):
-    base = slot * kw
+def _link(F, I, v, slot, shift):
+    base = slot << shift
     for k in range(I[v.ncons + slot]):
         node = base + k
         c = I[v.cons + node]
@@ -423,8 +430,8 @@ def _link(F, I, v, slot, kw):
 
 
 @_inline
-def _unlink(F, I, v, slot, kw):
-    base = slot * kw
+def _unlink(F, I, v, slot, shift):
+    base = slot << shift
     for k in range(I[v.ncons + slot]):
         node = base + k
         c = I[v.cons + node]
@@ -472,12 +479,12 @@ def start(F, I, src, dst, size, now, when, path):
         return -1
     v = views(F, I)
     I[H_FREE] = I[v.nextfree + slot]
-    kw = I[H_KW]
-    base = slot * kw
+    shift = I[H_KWSHIFT]
+    base = slot << shift
     I[v.cons + base] = 2 * src
     I[v.cons + base + 1] = 2 * dst + 1
     n = I[v.pn + path]
-    pbase = path * kw
+    pbase = path << shift
     for k in range(n):
         I[v.cons + base + 2 + k] = I[v.plinks + pbase + k]
     I[v.ncons + slot] = n + 2
@@ -498,9 +505,9 @@ def _activate(F, I, v, slot, t):
     F[v.mark + slot] = t
     F[v.htime + slot] = math.inf
     I[v.fseq + slot] = -1
-    kw = I[H_KW]
-    _link(F, I, v, slot, kw)
-    base = slot * kw
+    shift = I[H_KWSHIFT]
+    _link(F, I, v, slot, shift)
+    base = slot << shift
     for k in range(I[v.ncons + slot]):
         _mark(F, I, v, I[v.cons + base + k])
     I[H_ACTIVE] += 1
@@ -511,8 +518,8 @@ def _release(F, I, v, slot, delivered):
     """An active flow leaves its constraints having moved ``delivered`` bytes. Only a
     saturated constraint can give its share to the flows left on it (on one that is not,
     every flow is held elsewhere, by a constraint this removal leaves as it was)."""
-    kw = I[H_KW]
-    base = slot * kw
+    shift = I[H_KWSHIFT]
+    base = slot << shift
     rate = F[v.rate + slot]
     for k in range(I[v.ncons + slot]):
         c = I[v.cons + base + k]
@@ -520,7 +527,7 @@ def _release(F, I, v, slot, delivered):
             _mark(F, I, v, c)
         F[v.used + c] -= rate
         F[v.carried + c] += delivered
-    _unlink(F, I, v, slot, kw)
+    _unlink(F, I, v, slot, shift)
     I[H_ACTIVE] -= 1
 
 
@@ -603,6 +610,99 @@ def _share_pop(F, I, v, n):
 
 
 @_inline
+def _level(F, I, v, d, shift):
+    """The water level L of dirty constraint ``d``: sum(min(bound, L)) over its flows is
+    what it has free (inf if their bounds never fill it). Every flow on ``d`` is being
+    re-rated; ``new`` holds each one's bound."""
+    n = I[v.count + d]
+    free = F[v.free + d]
+    share = free / n
+    lowest = math.inf
+    node = I[v.head + d]
+    while node >= 0:
+        bound = F[v.new + (node >> shift)]
+        if bound < lowest:
+            lowest = bound
+        node = I[v.lnext + node]
+    if lowest >= share:
+        return share if share > 0.0 else 0.0  # the common case: nobody held below it
+    i = 0
+    node = I[v.head + d]
+    while node >= 0:
+        F[v.ws + i] = F[v.new + (node >> shift)]
+        i += 1
+        node = I[v.lnext + node]
+    bounds = F[v.ws : v.ws + n]
+    bounds.sort()
+    remaining = free
+    for i in range(n):
+        share = remaining / (n - i)
+        if bounds[i] >= share:
+            return share if share > 0.0 else 0.0
+        remaining -= bounds[i]
+    return math.inf
+
+
+@_inline
+def _fill_flat(F, I, v, nf, nd, shift):
+    """Max-min for the flat case by water-filling instead of progressive filling: when
+    every re-rated flow crosses just an upload and a download, at most two constraints
+    are dirty, and the flows on each other (clean) constraint all share one dirty
+    constraint (they are identical in this subproblem, so they split it equally), the
+    clean constraints are per-flow bounds and each dirty constraint is one water-filling.
+    Flows crossing both dirty constraints (a new flow's sender and receiver) are fixed at
+    the lower of the two levels, which saturates first, and the other level is filled
+    again with them held: exact, as progressive filling is. Writes ``new``; returns
+    False, having written nothing that matters, when the case does not apply."""
+    d0 = I[v.dlist]
+    d1 = I[v.dlist + 1] if nd == 2 else -1
+    shared = 0
+    for j in range(nf):
+        slot = I[v.wflows + j]
+        if I[v.ncons + slot] != 2:
+            return False
+        base = slot << shift
+        up = I[v.cons + base]
+        down = I[v.cons + base + 1]
+        up_dirty = up in (d0, d1)
+        down_dirty = down in (d0, d1)
+        if up_dirty and down_dirty:
+            F[v.new + slot] = math.inf
+            shared += 1
+            continue
+        other = down if up_dirty else up
+        dirty = up if up_dirty else down
+        partner = I[v.cpart + other]
+        if partner == -1:
+            I[v.cpart + other] = dirty
+        elif partner != dirty:
+            return False
+        F[v.new + slot] = F[v.free + other] / I[v.cn + other]
+    level0 = _level(F, I, v, d0, shift)
+    level1 = _level(F, I, v, d1, shift) if d1 >= 0 else math.inf
+    if shared:
+        low = level0 if level0 <= level1 else level1
+        for j in range(nf):
+            slot = I[v.wflows + j]
+            if F[v.new + slot] == math.inf:
+                F[v.new + slot] = low
+        if level0 <= level1:
+            level1 = _level(F, I, v, d1, shift)
+        else:
+            level0 = _level(F, I, v, d0, shift)
+    for d, level in ((d0, level0), (d1, level1)):
+        if d < 0:
+            continue
+        node = I[v.head + d]
+        while node >= 0:
+            slot = node >> shift
+            if F[v.new + slot] > level:
+                F[v.new + slot] = level
+            node = I[v.lnext + node]
+    return True
+
+
+@_inline
 def _rerate(F, I, v, t):
     """Exact max-min for every active flow crossing a dirty constraint, every other flow
     held (in component mode the dirty set first grows to its whole connected component)."""
@@ -610,7 +710,7 @@ def _rerate(F, I, v, t):
     I[H_RERATES] += 1
     epoch = I[H_EPOCH] + 1
     I[H_EPOCH] = epoch
-    kw = I[H_KW]
+    shift = I[H_KWSHIFT]
     nd = I[H_DIRTY_N]
     if I[H_MODE] == MODE_COMPONENT:
         i = 0
@@ -618,8 +718,8 @@ def _rerate(F, I, v, t):
             node = I[v.head + I[v.dlist + i]]
             i += 1
             while node >= 0:
-                slot = node // kw
-                base = slot * kw
+                slot = node >> shift
+                base = slot << shift
                 for k in range(I[v.ncons + slot]):
                     other = I[v.cons + base + k]
                     if I[v.dirty + other] == 0:
@@ -634,7 +734,7 @@ def _rerate(F, I, v, t):
         I[v.dirty + c] = 0
         node = I[v.head + c]
         while node >= 0:
-            slot = node // kw
+            slot = node >> shift
             if I[v.epin + slot] != epoch:
                 I[v.epin + slot] = epoch
                 I[v.wflows + nf] = slot
@@ -648,48 +748,56 @@ def _rerate(F, I, v, t):
     for j in range(nf):
         slot = I[v.wflows + j]
         rate = F[v.rate + slot]
-        base = slot * kw
+        base = slot << shift
         for k in range(I[v.ncons + slot]):
             c = I[v.cons + base + k]
             if I[v.cep + c] != epoch:
                 I[v.cep + c] = epoch
                 F[v.free + c] = F[v.ccap + c] - F[v.used + c] + rate
                 I[v.cn + c] = 1
+                I[v.cpart + c] = -1
                 I[v.touched + nt] = c
                 nt += 1
             else:
                 F[v.free + c] += rate
                 I[v.cn + c] += 1
-    hn = 0
-    for j in range(nt):
-        c = I[v.touched + j]
-        hn = _share_push(F, I, v, hn, F[v.free + c] / I[v.cn + c], c)
-    # Progressive filling: the constraint with the lowest fair share saturates first and
-    # freezes its flows at that level. A share only grows as flows freeze, so an entry
-    # that no longer matches its constraint is stale and skipped.
-    while hn > 0:
-        share = F[v.ws + 0]
-        c = I[v.wc + 0]
-        hn = _share_pop(F, I, v, hn)
-        n = I[v.cn + c]
-        if n == 0 or share != F[v.free + c] / n:
-            continue
-        level = share if share > 0.0 else 0.0
-        node = I[v.head + c]
-        while node >= 0:
-            slot = node // kw
-            if I[v.epin + slot] == epoch and I[v.eprated + slot] != epoch:
-                I[v.eprated + slot] = epoch
-                F[v.new + slot] = level
-                base = slot * kw
-                for k in range(I[v.ncons + slot]):
-                    other = I[v.cons + base + k]
-                    F[v.free + other] -= level
-                    m = I[v.cn + other] - 1
-                    I[v.cn + other] = m
-                    if m > 0 and other != c:
-                        hn = _share_push(F, I, v, hn, F[v.free + other] / m, other)
-            node = I[v.lnext + node]
+    flat = (
+        nd <= 2
+        and I[H_MODE] == MODE_LOCAL
+        and I[H_FLAT_FILL] == 1
+        and _fill_flat(F, I, v, nf, nd, shift)
+    )
+    if not flat:
+        hn = 0
+        for j in range(nt):
+            c = I[v.touched + j]
+            hn = _share_push(F, I, v, hn, F[v.free + c] / I[v.cn + c], c)
+        # Progressive filling: the constraint with the lowest fair share saturates first and
+        # freezes its flows at that level. A share only grows as flows freeze, so an entry
+        # that no longer matches its constraint is stale and skipped.
+        while hn > 0:
+            share = F[v.ws + 0]
+            c = I[v.wc + 0]
+            hn = _share_pop(F, I, v, hn)
+            n = I[v.cn + c]
+            if n == 0 or share != F[v.free + c] / n:
+                continue
+            level = share if share > 0.0 else 0.0
+            node = I[v.head + c]
+            while node >= 0:
+                slot = node >> shift
+                if I[v.epin + slot] == epoch and I[v.eprated + slot] != epoch:
+                    I[v.eprated + slot] = epoch
+                    F[v.new + slot] = level
+                    base = slot << shift
+                    for k in range(I[v.ncons + slot]):
+                        other = I[v.cons + base + k]
+                        F[v.free + other] -= level
+                        m = I[v.cn + other] - 1
+                        I[v.cn + other] = m
+                        if m > 0 and other != c:
+                            hn = _share_push(F, I, v, hn, F[v.free + other] / m, other)
+                node = I[v.lnext + node]
     # New rates: move progress marks, keep `used` exact, push earlier completions. A
     # slower flow keeps its early entry; it is re-pushed when that entry pops.
     for j in range(nf):
@@ -703,7 +811,7 @@ def _rerate(F, I, v, t):
         F[v.mark + slot] = t
         F[v.rate + slot] = rate
         delta = rate - old
-        base = slot * kw
+        base = slot << shift
         for k in range(I[v.ncons + slot]):
             F[v.used + I[v.cons + base + k]] += delta
         if rate > 0.0:
@@ -770,12 +878,12 @@ def advance(F, I, now, horizon):
 def flows_on(F, I, c):
     """Slots of the active flows on constraint ``c``, in the order they joined it."""
     v = views(F, I)
-    kw = I[H_KW]
+    shift = I[H_KWSHIFT]
     out = np.empty(I[v.count + c], dtype=np.int64)
     node = I[v.head + c]
     i = 0
     while node >= 0:
-        out[i] = node // kw
+        out[i] = node >> shift
         i += 1
         node = I[v.lnext + node]
     return out
