@@ -189,15 +189,44 @@ def test_options_reach_the_network_and_a_bound_stops_the_run() -> None:
 
 @pytest.mark.slow
 def test_default_evaluator_is_efficient_on_a_thousand_homogeneous_peers() -> None:
+    # The benchmark's rollout (benchmarks/sim_scale.py): 1 GiB, 1 Gbit/s hosts, one seed.
     g = flat(1000, 125e6, 1250e6, seeds=1, latency=0.000125)
-    result = simulate(g, Workload.file(256 * MiB), seed=1)
+    result = simulate(g, Workload.file(1024 * MiB), seed=1)
     assert result.outcomes("normal")["succeeded"] == 1000
     assert result.efficiency is not None and result.efficiency <= 1.0
+    assert result.totals["origin_egress_ratio"] <= 1.05
     if result.efficiency < 0.8:
-        # The target; the default scheduling does not reach it yet (a slow start on
-        # one seed, and a parent DAG of 3 parents that leaves half the uploads idle): see
-        # docs/benchmarks.md. Physics (<= 1) is still enforced above.
+        # The target; the default scheduling does not reach it yet (about 0.4: a
+        # parent DAG of 3 parents leaves a quarter of the uploads idle, and peers that lag
+        # early finish seconds after the rest): see docs/benchmarks.md. Physics (<= 1) is
+        # still enforced above.
         pytest.xfail(f"efficiency {result.efficiency:.2f} < 0.8 with the default scheduling")
+
+
+def seed_copies(result: Result) -> float:
+    return result.timeline["seed_bytes"][-1] / result.content_bytes
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_super_seeding_sends_fewer_copies_from_the_seed(seed: int) -> None:
+    g = flat(300, 125e6, 1250e6, seeds=1, latency=0.000125)
+    workload = Workload.file(256 * MiB)
+    plain = simulate(g, workload, seed=seed, options=SimOptions(super_seeding=False))
+    super_seeded = simulate(g, workload, seed=seed)
+    for result in (plain, super_seeded):
+        assert result.outcomes("normal")["succeeded"] == 300
+    assert seed_copies(super_seeded) < 0.85 * seed_copies(plain)
+    assert super_seeded.t_last_finish < plain.t_last_finish
+
+
+def test_peers_with_busy_parents_ask_for_others() -> None:
+    g = flat(300, 125e6, 1250e6, seeds=1, latency=0.000125)
+    workload = Workload.file(256 * MiB)
+    watched = simulate(g, workload, seed=1)
+    unwatched = simulate(g, workload, seed=1, options=SimOptions(slow_fraction=0.0))
+    assert watched.extra["slow_reschedules"] > 0
+    assert unwatched.extra["slow_reschedules"] == 0
+    assert watched.t_last_finish < unwatched.t_last_finish
 
 
 def test_upload_concurrency_queues_requests_without_losing_throughput() -> None:

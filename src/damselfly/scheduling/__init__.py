@@ -8,6 +8,8 @@ objects run inside the simpy simulator and behind the runtime's HTTP service.
   (:class:`Parents`, :class:`BackToSource`, :class:`TriggerSeed`, :class:`Retry`,
   :class:`Fail`, :class:`PeerEvicted`, :class:`HostEvicted`, :class:`AlreadyComplete`).
 - :class:`PiecePlanner` (peer side): the next (piece, parent) requests.
+- :class:`PieceOffer` (upload side): the pieces a parent offers its children (a seed's
+  super-seeding).
 - Evaluators rank candidate parents and are found by name (:func:`make_evaluator`).
 - :func:`piece_length` is the one place that knows how content is cut.
 """
@@ -48,8 +50,15 @@ from damselfly.scheduling.evaluators import (
 from damselfly.scheduling.hashring import HashRing
 from damselfly.scheduling.ids import canonical_url, task_id
 from damselfly.scheduling.model import Host, Peer, Task
+from damselfly.scheduling.offer import PieceOffer
 from damselfly.scheduling.pieces import piece_count, piece_length, piece_range
-from damselfly.scheduling.planner import PiecePlanner, PiecePolicy, PieceRequest, PlannerConfig
+from damselfly.scheduling.planner import (
+    PiecePlanner,
+    PiecePolicy,
+    PieceRequest,
+    PlannerConfig,
+    SlowDownloadWatch,
+)
 from damselfly.scheduling.scheduler import PieceReport, Scheduler
 from damselfly.scheduling.states import (
     PEER_TRANSITIONS,
@@ -80,6 +89,7 @@ __all__ = [
     "PeerEvicted",
     "PeerMisbehavedError",
     "PeerState",
+    "PieceOffer",
     "PieceOutOfRangeError",
     "PiecePlanner",
     "PiecePolicy",
@@ -89,6 +99,7 @@ __all__ = [
     "Retry",
     "Scheduler",
     "SchedulerConfig",
+    "SlowDownloadWatch",
     "Task",
     "TriggerSeed",
     "UnknownEvaluatorError",

@@ -33,7 +33,7 @@ from random import Random
 from damselfly.scheduling.bitfield import Bitfield, lowest_set_bit, next_set_bit
 from damselfly.scheduling.errors import InvalidValueError, PieceOutOfRangeError
 
-__all__ = ["PiecePlanner", "PiecePolicy", "PieceRequest", "PlannerConfig"]
+__all__ = ["PiecePlanner", "PiecePolicy", "PieceRequest", "PlannerConfig", "SlowDownloadWatch"]
 
 
 class PiecePolicy(enum.Enum):
@@ -294,3 +294,50 @@ class PiecePlanner:
         for piece in pieces:
             self._finish(piece, parent_id)
         return pieces
+
+
+class SlowDownloadWatch:
+    """The daemon's rule for parents that are busy elsewhere: ask for other parents.
+
+    A peer whose parents have pieces it lacks but are shared by many children downloads
+    well below its own rate, and nothing else would ever change its parents. Fed with the
+    bytes of every piece received from parents, :meth:`received` answers True once the
+    peer's throughput over the last ``window`` seconds fell below ``fraction`` of
+    ``download_rate``: the peer should ask the scheduler to reschedule it (whose evaluator
+    then prefers parents with free upload). Windows restart after each answer, so a peer
+    asks at most once per window.
+
+    ``download_rate`` is what the peer could receive (bytes/s: its link, or a configured
+    limit that binds); None or 0 turns the watch off, as when a daemon does not know it.
+    """
+
+    __slots__ = ("_bytes", "_start", "download_rate", "fraction", "window")
+
+    def __init__(
+        self, download_rate: float | None, *, window: float = 1.0, fraction: float = 0.5
+    ) -> None:
+        if window <= 0 or not 0 <= fraction <= 1:
+            raise InvalidValueError("the slow-download window must be > 0, fraction in 0..1")
+        self.download_rate = download_rate or 0.0
+        self.window = window
+        self.fraction = fraction
+        self._bytes = 0
+        self._start = 0.0
+
+    def restart(self, now: float) -> None:
+        """Start a new window (the peer got new parents, or started receiving)."""
+        self._bytes = 0
+        self._start = now
+
+    def received(self, now: float, size: int) -> bool:
+        """``size`` bytes arrived from a parent at ``now``; True: ask for other parents."""
+        if self.download_rate <= 0 or self.fraction <= 0:
+            return False
+        self._bytes += size
+        span = now - self._start
+        if span < self.window:
+            return False
+        slow = self._bytes < self.fraction * self.download_rate * span
+        self._bytes = 0
+        self._start = now
+        return slow

@@ -49,11 +49,13 @@ from damselfly.scheduling import (
     HostKind,
     Parents,
     PeerEvicted,
+    PieceOffer,
     PiecePlanner,
     PieceReport,
     PlannerConfig,
     Scheduler,
     SchedulerConfig,
+    SlowDownloadWatch,
     TriggerSeed,
     piece_count,
     piece_length,
@@ -85,6 +87,12 @@ class SimOptions:
       rescheduled.
     - ``source_timeout``: a peer that has received no piece from parents for this long goes
       back to the source by itself (the daemon's fallback when scheduling gets it nowhere).
+    - ``super_seeding``: a seed peer offers each piece to one child before offering any
+      piece twice (see :mod:`damselfly.scheduling.offer`); False: it offers all it holds.
+    - ``slow_window`` / ``slow_fraction``: a peer whose download from parents ran below
+      ``slow_fraction`` of its download rate over ``slow_window`` seconds asks to be
+      rescheduled (see :class:`~damselfly.scheduling.SlowDownloadWatch`); a fraction of 0
+      turns it off.
     - ``upload_concurrency``: at most this many piece uploads at once per host (the origin
       included); later requests wait in FIFO order, as at a daemon's upload worker pool.
       None (the default): no limit, every request is served at once and concurrent
@@ -102,8 +110,11 @@ class SimOptions:
         "quantum",
         "rerate",
         "sample_period",
+        "slow_fraction",
+        "slow_window",
         "source_timeout",
         "stall_timeout",
+        "super_seeding",
         "upload_concurrency",
     )
 
@@ -115,6 +126,9 @@ class SimOptions:
         evaluator_params: dict[str, Any] | None = None,
         stall_timeout: float = 3.0,
         source_timeout: float = 30.0,
+        super_seeding: bool = True,
+        slow_window: float = 1.0,
+        slow_fraction: float = 0.5,
         upload_concurrency: int | None = None,
         rerate: str = "local",
         quantum: float = 0.0,
@@ -126,6 +140,11 @@ class SimOptions:
         self.evaluator_params = evaluator_params
         self.stall_timeout = stall_timeout
         self.source_timeout = source_timeout
+        self.super_seeding = super_seeding
+        if slow_window <= 0 or not 0 <= slow_fraction <= 1:
+            raise ValueError("slow_window must be > 0 and slow_fraction in 0..1")
+        self.slow_window = slow_window
+        self.slow_fraction = slow_fraction
         if upload_concurrency is not None and upload_concurrency < 1:
             raise ValueError("upload_concurrency must be >= 1 (or None: unlimited)")
         self.upload_concurrency = upload_concurrency
@@ -180,6 +199,7 @@ class SimPeer:
         "host",
         "last_progress",
         "length",
+        "offer",
         "parent_bits",
         "parents",
         "peer_id",
@@ -195,9 +215,17 @@ class SimPeer:
         "starved",
         "state",
         "task_id",
+        "watch",
     )
 
-    def __init__(self, peer_id: str, host: SimHost, content: Content, planner: PiecePlanner):
+    def __init__(
+        self,
+        peer_id: str,
+        host: SimHost,
+        content: Content,
+        planner: PiecePlanner,
+        options: SimOptions,
+    ):
         self.peer_id = peer_id
         self.host = host
         self.content = content
@@ -206,6 +234,14 @@ class SimPeer:
         self.piece_length = piece_length(content.length, content.piece_length)
         self.piece_count = piece_count(content.length, self.piece_length) if content.length else 0
         self.have = Bitfield(self.piece_count)
+        # What this peer offers its children (a seed's super-seeding), and its watch on
+        # slow parents.
+        self.offer = PieceOffer(
+            self.have, super_seeding=options.super_seeding and host.kind == "seed"
+        )
+        self.watch = SlowDownloadWatch(
+            host.download_rate, window=options.slow_window, fraction=options.slow_fraction
+        )
         self.planner = planner
         self.parents: dict[str, SimPeer | SimHost] = {}
         self.parent_bits: dict[str, Bitfield] = {}
@@ -270,6 +306,7 @@ class Simulation:
             "lost_messages": 0,
             "corrupt_pieces": 0,
             "stall_reschedules": 0,
+            "slow_reschedules": 0,
             "source_timeouts": 0,
             "queued_requests": 0,
         }
@@ -374,7 +411,7 @@ class Simulation:
             self.options.planner,
             rng=self.planner_rng,
         )
-        peer = SimPeer(peer_id, host, content, planner)
+        peer = SimPeer(peer_id, host, content, planner, self.options)
         peer.record.labels = self.labels.get(host.host_id, {})
         self.peers[peer_id] = peer
         host.peers[content.url] = peer
@@ -518,13 +555,14 @@ class Simulation:
             if parent is None:
                 continue
             parents[parent_id] = parent
-            bits[parent_id] = parent.have
+            bits[parent_id] = parent.offer.offered
             parent.children[peer.peer_id] = peer
         peer.parents = parents
         peer.parent_bits = bits
         if peer.state != P2P:
             peer.state = P2P
             peer.last_progress = self.env.now
+            peer.watch.restart(self.env.now)
         self._pump(peer)
 
     def _go_to_source(self, peer: SimPeer) -> None:
@@ -573,6 +611,8 @@ class Simulation:
                     )
                     continue
                 size = min(plength, length - piece * plength)
+                if parent is not parent_host:
+                    self._offer_started(parent, piece)
                 if limit is not None and len(parent_host.uploads) >= limit:
                     parent_host.queue.append((peer, piece, parent_id, size))
                     self.counters["queued_requests"] += 1
@@ -602,6 +642,21 @@ class Simulation:
             # `stall_timeout` to progress, then ask the scheduler for others.
             peer.stall_armed = True
             self._later(self.options.stall_timeout, self._stall_check, peer)
+
+    def _offer_started(self, parent: SimPeer, piece: int) -> None:
+        """A request for ``piece`` reached ``parent``'s offer; if that ended a seed's first
+        round, children waiting for pieces may now ask it for any."""
+        offer = parent.offer
+        if not offer.super_seeding or not offer.first_round:
+            return
+        offer.started(piece)
+        if not offer.first_round:
+            self._later(0.0, self._wake_children, parent)
+
+    def _wake_children(self, parent: SimPeer) -> None:
+        for child in list(parent.children.values()):
+            if child.starved:
+                self._pump(child)
 
     def _stall_check(self, peer: SimPeer) -> None:
         peer.stall_armed = False
@@ -670,6 +725,7 @@ class Simulation:
             planner.cancelled(piece, parent_id)
             self._pump(peer)
             return
+        peer.offer.held_piece(piece)
         for duplicate in planner.completed(piece, parent_id):
             other = peer.flows.pop((piece, duplicate.parent_id), None)
             if other is not None:
@@ -689,8 +745,18 @@ class Simulation:
                 self._pump(child)
         if peer.have.count == peer.piece_count:
             self._succeed(peer)
-        else:
-            self._pump(peer)
+            return
+        if (
+            peer.state == P2P
+            and peer.watch.received(now, size)
+            and not peer.reschedule_pending
+            and peer.registered
+        ):
+            # Parents busy elsewhere: ask for others (the scheduler's evaluator prefers
+            # parents with free upload).
+            self.counters["slow_reschedules"] += 1
+            self._ask_reschedule(peer)
+        self._pump(peer)
 
     def _send_reports(self, peer: SimPeer, report: PieceReport, now: float) -> None:
         """Open a batch of finished pieces: one message, carrying every piece that finishes
@@ -703,6 +769,7 @@ class Simulation:
         self._call(peer.host, lambda: scheduler.pieces_finished(self.env.now, peer_id, batch))
 
     def _request_failed(self, peer: SimPeer, piece: int, parent_id: str) -> None:
+        self._offer_failed(parent_id, piece)
         if peer.state >= DONE:
             return
         peer.planner.failed(piece, parent_id)
@@ -787,7 +854,15 @@ class Simulation:
         for (piece, parent_id), flow in list(peer.flows.items()):
             self._cancel(flow)
             peer.planner.cancelled(piece, parent_id)
+            self._offer_failed(parent_id, piece)
         peer.flows = {}
+
+    def _offer_failed(self, parent_id: str, piece: int) -> None:
+        """An upload of ``piece`` from ``parent_id`` will not complete: a seed in its first
+        round offers the piece again."""
+        parent = self.peers.get(parent_id)
+        if parent is not None and parent.offer.first_round:
+            parent.offer.failed(piece)
 
     def _crash(self, host: SimHost) -> None:
         if host.crashed:
