@@ -300,3 +300,38 @@ def test_flat_water_filling_matches_progressive_filling(seed: int) -> None:
         assert fast_rates == pytest.approx(slow_rates, rel=1e-6, abs=1e-9)
     assert [fid for fid, _ in fast_log] == [fid for fid, _ in slow_log]
     assert [t for _, t in fast_log] == pytest.approx([t for _, t in slow_log], rel=1e-9)
+
+
+def test_growing_the_arrays_mid_run_changes_nothing() -> None:
+    """Room for flows and for longer paths grows while flows are live; a network that had
+    the room from the start gives the same completions at the same times."""
+
+    def run(pregrown: bool) -> list[tuple[int, float]]:
+        env = simpy.Environment()
+        net = FlowNetwork(env)
+        for i in range(40):
+            net.add_host(f"h{i}", 10.0 + i % 7, 12.0 + i % 5)
+        links = [net.add_link(f"L{j}", 30.0 + j) for j in range(5)]
+        linked = [(s, d) for s in range(20, 40) for d in range(20, 40)]
+        routes(net, {(s, d): (tuple(links[: (s + d) % 6]), 0.01) for s, d in linked})
+        if pregrown:
+            net._grow(cap=4096, kw=8)
+        log: list[tuple[int, float]] = []
+        rng = random.Random(3)
+
+        def arrivals(env: simpy.Environment):
+            for n in range(900):
+                if n % 300 == 0:
+                    yield env.timeout(0.5)
+                # Flat pairs first, so paths with links (a wider table) come in mid-run.
+                src, dst = rng.sample(range(20 if n < 300 else 40), 2)
+                net.start(src, dst, 5.0, on_done=lambda f: log.append((f.flow_id, env.now)))
+
+        env.process(arrivals(env))
+        env.run(until=1.2)
+        check_feasible(net)
+        env.run()
+        assert net.active_flows == 0 and net.completed_flows == 900
+        return log
+
+    assert run(pregrown=False) == run(pregrown=True)

@@ -6,22 +6,24 @@ path (start, activate, complete, cancel, max-min re-rate, the heap), compiled wi
 
 State lives in two flat arrays, one float64 (``F``) and one int64 (``I``), so that a call
 from Python unboxes two arrays (each extra array argument costs about 55 ns a call). Each
-array is cut into *regions*, one per field, whose offsets sit in the header of ``I``; the
-kernel reads them through a named tuple of offsets (:func:`views`). Regions are sized by:
+array holds *tables* of records (one record per flow slot, per constraint, per heap entry;
+a record's fields are adjacent, so touching a flow costs one or two cache lines), and the
+offset of every field sits in the header of ``I``; the kernel reads them through a named
+tuple of offsets (:func:`views`). Tables are sized by:
 
-- ``flow``: flow *slots* (a live flow holds one; freed slots are reused, last freed first);
-- ``node``: slots x ``kw``, the constraint ids a flow crosses (its sender's upload, its
+- ``flow``: flow *slots* (a live flow holds one; freed slots are reused, last freed first).
+  A flow's ints end with the constraint ids it crosses (its sender's upload, its
   receiver's download, then its path's links) and, per (flow, constraint) membership, the
   links of that constraint's doubly linked list of flows (insertion order, so iteration
-  never depends on memory addresses);
+  never depends on memory addresses); a membership's node id is ``(slot << shift) + k``;
 - ``con``: constraints (capacity, rate in use, bytes carried, the list heads, dirty marks);
 - ``heap``: the completion heap, entries (time, seq, slot); an entry is valid while its
   seq is the flow's current one (a freed and reused slot never matches an old entry);
 - ``path``: distinct link sequences, so a start passes one path id;
-- ``work``: scratch for the progressive filling's heap of fair shares.
+- ``work``: scratch for a re-rate.
 
-Python grows the arrays (:func:`grow`), copying every region; node ids (``slot * kw + k``)
-are renumbered when ``kw`` grows.
+Python grows the arrays (:func:`grow`), copying every table; node ids are renumbered when
+a flow's record widens (a path with more links than any before).
 """
 
 # The two state arrays are F (floats) and I (ints) everywhere in this module.
@@ -84,7 +86,7 @@ H_FREE = 13  # first free slot, -1 when none
 H_DIRTY_N = 14
 H_MODE = 15
 H_EPOCH = 16
-H_KWSHIFT = 17  # kw is a power of two: node ids are (slot << shift) + k
+H_FSHIFT = 17  # a flow's ints are 1 << H_FSHIFT apart; node ids: (slot << it) + k
 H_FLAT_FILL = 18  # 1: the flat fast path of the re-rate is on (0 only to test it)
 H_OFFSETS = 32
 I_HEADER = 96
@@ -93,58 +95,101 @@ F_LAST_RERATE = 0
 F_QUANTUM = 1
 F_HEADER = 8
 
-# Regions: (name, size class), in order; an index constant per region below.
-F_REGIONS = (
-    ("size", "flow"),
-    ("done", "flow"),  # bytes delivered up to ``mark``
-    ("rate", "flow"),
-    ("mark", "flow"),  # when ``done`` was last brought up to date
-    ("act", "flow"),  # activation time (inf while pending)
-    ("htime", "flow"),  # time of the flow's valid heap entry (inf: none)
-    ("new", "flow"),  # scratch: the rate a re-rate computes
-    ("ccap", "con"),
-    ("used", "con"),
-    ("carried", "con"),
-    ("free", "con"),  # scratch: capacity left to the re-rated flows
-    ("ht", "heap"),
-    ("ws", "work"),
+# Tables: (name, size class, fields). A table is an array of records, one per flow slot,
+# constraint or heap entry; a record's stride is a power of two (so that records do not
+# straddle more cache lines than they must, and an index is a shift). A flow's ints end
+# with three kw-wide columns: the constraint ids it crosses (its sender's upload, its
+# receiver's download, then its path's links), then, per (flow, constraint) membership,
+# the next and previous links of that constraint's list.
+F_TABLES = (
+    (
+        "flowf",
+        "flow",
+        (
+            "size",
+            "done",  # bytes delivered up to ``mark``
+            "rate",
+            "mark",  # when ``done`` was last brought up to date
+            "act",  # activation time (inf while pending)
+            "htime",  # time of the flow's valid heap entry (inf: none)
+            "new",  # scratch: the rate (or the bound) a re-rate computes
+        ),
+    ),
+    ("conf", "con", ("ccap", "used", "carried", "free")),  # free: scratch of a re-rate
+    ("heap", "heap", ("ht", "hseq", "hslot")),  # seq and slot as exact floats
+    ("ws", "work", ("ws",)),
 )
-I_REGIONS = (
-    ("state", "flow"),
-    ("ncons", "flow"),
-    ("fseq", "flow"),  # seq of the flow's valid heap entry (-1: none)
-    ("epin", "flow"),  # epoch of the last re-rate that took the flow in
-    ("eprated", "flow"),  # epoch of the last re-rate that rated it
-    ("nextfree", "flow"),
-    ("cons", "node"),
-    ("lnext", "node"),
-    ("lprev", "node"),
-    ("head", "con"),
-    ("tail", "con"),
-    ("count", "con"),
-    ("dirty", "con"),
-    ("cep", "con"),  # epoch of the last re-rate that touched the constraint
-    ("cn", "con"),  # scratch: re-rated flows still unrated on it
-    ("dlist", "con"),  # dirty constraints, in the order they became dirty
-    ("touched", "con"),
-    ("hseq", "heap"),
-    ("hslot", "heap"),
-    ("pn", "path"),
-    ("plinks", "pathnode"),
-    ("wc", "work"),
-    ("wflows", "flow"),
-    ("cpart", "con"),  # scratch: the dirty constraint a touched constraint's flows share
+I_TABLES = (
+    (
+        "flowi",
+        "flow",
+        (
+            "state",
+            "ncons",
+            "fseq",  # seq of the flow's valid heap entry (-1: none)
+            "epin",  # epoch of the last re-rate that took the flow in
+            "eprated",  # epoch of the last re-rate that rated it
+            "nextfree",
+        ),
+    ),
+    (
+        "coni",
+        "con",
+        (
+            "head",
+            "tail",
+            "count",
+            "dirty",
+            "cep",  # epoch of the last re-rate that touched the constraint
+            "cn",  # scratch: re-rated flows on it (still unrated, in progressive filling)
+            "cpart",  # scratch: the dirty constraint its re-rated flows share, or
+            # (progressive filling) where its re-rated flows start in ``csr``
+            "cend",  # scratch: where they end in ``csr``
+        ),
+    ),
+    ("dlist", "con", ("dlist",)),  # dirty constraints, in the order they became dirty
+    ("touched", "con", ("touched",)),
+    ("pn", "path", ("pn",)),
+    ("plinks", "pathnode", ("plinks",)),
+    ("wc", "work", ("wc",)),
+    ("wflows", "flow", ("wflows",)),
+    ("csr", "work", ("csr",)),  # scratch: the re-rated flows of each touched constraint
 )
-# Region offsets by name, for the kernel (see views).
-Views = namedtuple("Views", [name for name, _ in F_REGIONS + I_REGIONS])  # type: ignore[misc]
-F_INDEX = {name: i for i, (name, _) in enumerate(F_REGIONS)}
-I_INDEX = {name: len(F_REGIONS) + i for i, (name, _) in enumerate(I_REGIONS)}
+NODE_FIELDS = ("cons", "lnext", "lprev")  # kw-wide columns at the end of a flow's ints
+FIELDS = tuple(f for _, _, fs in F_TABLES for f in fs) + tuple(
+    f for _, _, fs in I_TABLES for f in fs + (NODE_FIELDS if fs[0] == "state" else ())
+)
+# Field offsets by name, for the kernel (see views); plus the shift of a flow's ints.
+Views = namedtuple("Views", (*FIELDS, "fshift"))  # type: ignore[misc]
+FIELD_INDEX = {name: i for i, name in enumerate(FIELDS)}
+FLOW_FLOATS_SHIFT = 3  # 8 floats a flow
+CON_FLOATS_SHIFT = 2  # 4 floats a constraint
+HEAP_SHIFT = 2  # 4 floats an entry
+CON_INTS_SHIFT = 3  # 8 ints a constraint
 
 
-def _sizes(cap: int, kw: int, ccap: int, hcap: int, pcap: int) -> dict[str, int]:
+def _pow2(n: int) -> int:
+    return 1 << (n - 1).bit_length()
+
+
+def _strides(kw: int) -> dict[str, int]:
+    """Record stride per table (elements)."""
+    strides = {
+        "flowf": 1 << FLOW_FLOATS_SHIFT,
+        "conf": 1 << CON_FLOATS_SHIFT,
+        "heap": 1 << HEAP_SHIFT,
+        "flowi": _pow2(6 + 3 * kw),
+        "coni": 1 << CON_INTS_SHIFT,
+    }
+    for name, _, fields in F_TABLES + I_TABLES:
+        assert name not in strides or len(fields) <= strides[name]
+        strides.setdefault(name, 1)
+    return strides
+
+
+def _rows(cap: int, kw: int, ccap: int, hcap: int, pcap: int) -> dict[str, int]:
     return {
         "flow": cap,
-        "node": cap * kw,
         "con": ccap,
         "heap": hcap,
         "path": pcap,
@@ -154,13 +199,8 @@ def _sizes(cap: int, kw: int, ccap: int, hcap: int, pcap: int) -> dict[str, int]
 
 
 def offsets(I: np.ndarray) -> dict[str, int]:
-    """Region name -> offset into its array (F or I)."""
-    found = {}
-    for name, index in F_INDEX.items():
-        found[name] = int(I[H_OFFSETS + index])
-    for name, index in I_INDEX.items():
-        found[name] = int(I[H_OFFSETS + index])
-    return found
+    """Field name -> offset of its first element in its array (F or I)."""
+    return {name: int(I[H_OFFSETS + i]) for name, i in FIELD_INDEX.items()}
 
 
 def allocate(
@@ -179,6 +219,20 @@ def allocate(
     return F, I
 
 
+# Defaults of the fields in new room (zero otherwise).
+_DEFAULTS = {
+    "act": math.inf,
+    "htime": math.inf,
+    "ht": math.inf,
+    "fseq": -1,
+    "epin": -1,
+    "eprated": -1,
+    "head": -1,
+    "tail": -1,
+    "cep": -1,
+}
+
+
 def grow(
     F: np.ndarray,
     I: np.ndarray,
@@ -188,69 +242,87 @@ def grow(
     ccap: int | None = None,
     pcap: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Copies of ``F`` and ``I`` with more room; every region is carried over."""
+    """Copies of ``F`` and ``I`` with more room; every table is carried over."""
     old_cap, old_kw = int(I[H_CAP]), int(I[H_KW])
-    old_ccap, old_pcap = int(I[H_CCAP]), int(I[H_PCAP])
+    old_ccap, old_pcap, old_hcap = int(I[H_CCAP]), int(I[H_PCAP]), int(I[H_HCAP])
     cap = max(cap or 0, old_cap)
-    kw = max(kw or 0, old_kw)
-    kw = 1 << (kw - 1).bit_length()  # a power of two, so node ids split by shifts
+    kw = _pow2(max(kw or 0, old_kw, 2))
     ccap = max(ccap or 0, old_ccap)
     pcap = max(pcap or 0, old_pcap)
     hcap = 2 * cap + 16  # room left after dropping stale entries: see _push
-    old_hcap = int(I[H_HCAP])
-    old = _sizes(old_cap, old_kw, old_ccap, old_hcap, old_pcap)
-    new = _sizes(cap, kw, ccap, hcap, pcap)
-    old_off = offsets(I) if old_cap or old_ccap else None
-    new_f = np.zeros(F_HEADER + sum(new[k] for _, k in F_REGIONS), dtype=np.float64)
-    new_i = np.zeros(I_HEADER + sum(new[k] for _, k in I_REGIONS), dtype=np.int64)
+    old_rows = _rows(old_cap, old_kw, old_ccap, old_hcap, old_pcap)
+    rows = _rows(cap, kw, ccap, hcap, pcap)
+    old_strides = _strides(old_kw) if old_kw else None
+    strides = _strides(kw)
+    arrays = []
+    starts: dict[str, int] = {}
+    for tables, header, dtype in ((F_TABLES, F_HEADER, np.float64), (I_TABLES, I_HEADER, np.int64)):
+        position = header
+        for name, kind, _ in tables:
+            starts[name] = position
+            position += rows[kind] * strides[name]
+        arrays.append(np.zeros(position, dtype=dtype))
+    new_f, new_i = arrays
     new_f[:F_HEADER] = F[:F_HEADER]
     new_i[:I_HEADER] = I[:I_HEADER]
-    position = F_HEADER
-    for name, kind in F_REGIONS:
-        new_i[H_OFFSETS + F_INDEX[name]] = position
-        position += new[kind]
-    position = I_HEADER
-    for name, kind in I_REGIONS:
-        new_i[H_OFFSETS + I_INDEX[name]] = position
-        position += new[kind]
-    new_off = offsets(new_i)
+    old_starts = {}
+    if old_strides is not None:
+        old_off = offsets(I)
+        for name, _, fields in F_TABLES + I_TABLES:
+            old_starts[name] = old_off[fields[0]]
 
-    def region(array: np.ndarray, off: dict[str, int], name: str, size: int) -> np.ndarray:
-        return array[off[name] : off[name] + size]
+    def table(array: np.ndarray, start: int, n: int, stride: int) -> np.ndarray:
+        return array[start : start + n * stride].reshape(n, stride)
 
-    for regions, src, dst in ((F_REGIONS, F, new_f), (I_REGIONS, I, new_i)):
-        for name, kind in regions:
-            target = region(dst, new_off, name, new[kind])
-            # Defaults for the new room.
-            if name in ("act", "htime", "ht"):
-                target[:] = math.inf
-            elif name in ("fseq", "epin", "eprated", "head", "tail", "cep", "lnext", "lprev"):
-                target[:] = -1
-            if old_off is None or kind == "work":
+    for tables, src, dst in ((F_TABLES, F, new_f), (I_TABLES, I, new_i)):
+        for name, kind, fields in tables:
+            target = table(dst, starts[name], rows[kind], strides[name])
+            for column, field in enumerate(fields):
+                if field in _DEFAULTS:
+                    target[:, column] = _DEFAULTS[field]
+            if name == "flowi":
+                target[:, 6 + kw :] = -1  # list links: none
+            if old_strides is None or kind == "work" or old_rows[kind] == 0:
                 continue
-            before = region(src, old_off, name, old[kind])
-            if kind in ("node", "pathnode"):
-                rows = old_cap if kind == "node" else old_pcap
-                shaped = target.reshape(-1, kw)
-                shaped[:rows, :old_kw] = before.reshape(rows, old_kw)
+            before = table(src, old_starts[name], old_rows[kind], old_strides[name])
+            n = old_rows[kind]
+            if name == "flowi":
+                target[:n, :6] = before[:, :6]
+                for column in range(3):  # cons, lnext, lprev: kw-wide each
+                    target[:n, 6 + column * kw : 6 + column * kw + old_kw] = before[
+                        :, 6 + column * old_kw : 6 + (column + 1) * old_kw
+                    ]
+            elif name == "plinks":
+                target.reshape(-1, kw)[:old_pcap, :old_kw] = before.reshape(-1, old_kw)
             else:
-                target[: old[kind]] = before
-    if old_off is not None and kw != old_kw:
-        # Node ids are slot * kw + k: renumber every stored one.
-        for name in ("lnext", "lprev", "head", "tail"):
-            kind = "node" if name in ("lnext", "lprev") else "con"
-            ids = region(new_i, new_off, name, new[kind])
+                width = min(strides[name], old_strides[name])
+                target[:n, :width] = before[:, :width]
+    if old_strides is not None and strides["flowi"] != old_strides["flowi"]:
+        # Node ids are (slot << flow shift) + k: renumber every stored one.
+        old_shift = old_strides["flowi"].bit_length() - 1
+        shift = strides["flowi"].bit_length() - 1
+        flows = table(new_i, starts["flowi"], cap, strides["flowi"])
+        cons = table(new_i, starts["coni"], ccap, strides["coni"])
+        for ids in (flows[:, 6 + kw :], cons[:, :2]):
             live = ids >= 0
-            ids[live] = (ids[live] // old_kw) * kw + ids[live] % old_kw
+            ids[live] = ((ids[live] >> old_shift) << shift) + (ids[live] & ((1 << old_shift) - 1))
+    # Field offsets.
+    for tables in (F_TABLES, I_TABLES):
+        for name, _, fields in tables:
+            for column, field in enumerate(fields):
+                new_i[H_OFFSETS + FIELD_INDEX[field]] = starts[name] + column
+    for column, field in enumerate(NODE_FIELDS):
+        new_i[H_OFFSETS + FIELD_INDEX[field]] = starts["flowi"] + 6 + column * kw
     # New slots join the free list (lowest first), ahead of the slots already free.
-    nextfree = region(new_i, new_off, "nextfree", cap)
     if cap > old_cap:
+        flows = table(new_i, starts["flowi"], cap, strides["flowi"])
+        nextfree = flows[:, 5]
         nextfree[old_cap : cap - 1] = np.arange(old_cap + 1, cap)
         nextfree[cap - 1] = I[H_FREE] if old_cap else -1
         new_i[H_FREE] = old_cap
     new_i[H_CAP], new_i[H_KW], new_i[H_CCAP] = cap, kw, ccap
-    new_i[H_KWSHIFT] = kw.bit_length() - 1
-    new_i[H_HCAP], new_i[H_PCAP], new_i[H_WCAP] = hcap, pcap, new["work"]
+    new_i[H_FSHIFT] = strides["flowi"].bit_length() - 1
+    new_i[H_HCAP], new_i[H_PCAP], new_i[H_WCAP] = hcap, pcap, rows["work"]
     return new_f, new_i
 
 
@@ -264,9 +336,10 @@ _inline = numba.njit(cache=True, nogil=True, inline="always", error_model="numpy
 
 @_inline
 def views(F, I):
-    """The offset of every region (an array's element ``x`` of region ``r`` is
-    ``F[v.r + x]`` or ``I[v.r + x]``). Offsets, not array views: numba reference-counts
-    an array each time it is taken out of a tuple, which costs more than the work."""
+    """The offset of every field (see FIELDS): element ``x`` of field ``f`` is
+    ``F[v.f + (x << shift)]`` or ``I[...]``, the shift being its table's. Offsets, not
+    array views: numba reference-counts an array each time it is taken out of a tuple,
+    which costs more than the work."""
     o = H_OFFSETS
     return Views(  # type: ignore[call-arg]
         I[o + 0],
@@ -306,6 +379,9 @@ def views(F, I):
         I[o + 34],
         I[o + 35],
         I[o + 36],
+        I[o + 37],
+        I[o + 38],
+        I[H_FSHIFT],
     )
 
 
@@ -314,33 +390,33 @@ def views(F, I):
 
 @_inline
 def _entry_less(F, I, v, i, j):
-    ti = F[v.ht + i]
-    tj = F[v.ht + j]
-    return ti < tj or (ti == tj and I[v.hseq + i] < I[v.hseq + j])
+    ti = F[v.ht + (i << 2)]
+    tj = F[v.ht + (j << 2)]
+    return ti < tj or (ti == tj and F[v.hseq + (i << 2)] < F[v.hseq + (j << 2)])
 
 
 @_inline
 def _sift_down(F, I, v, i, n):
-    t = F[v.ht + i]
-    seq = I[v.hseq + i]
-    slot = I[v.hslot + i]
+    t = F[v.ht + (i << 2)]
+    seq = F[v.hseq + (i << 2)]
+    slot = F[v.hslot + (i << 2)]
     while True:
         child = 2 * i + 1
         if child >= n:
             break
         if child + 1 < n and _entry_less(F, I, v, child + 1, child):
             child += 1
-        ct = F[v.ht + child]
-        if ct < t or (ct == t and I[v.hseq + child] < seq):
-            F[v.ht + i] = ct
-            I[v.hseq + i] = I[v.hseq + child]
-            I[v.hslot + i] = I[v.hslot + child]
+        ct = F[v.ht + (child << 2)]
+        if ct < t or (ct == t and F[v.hseq + (child << 2)] < seq):
+            F[v.ht + (i << 2)] = ct
+            F[v.hseq + (i << 2)] = F[v.hseq + (child << 2)]
+            F[v.hslot + (i << 2)] = F[v.hslot + (child << 2)]
             i = child
         else:
             break
-    F[v.ht + i] = t
-    I[v.hseq + i] = seq
-    I[v.hslot + i] = slot
+    F[v.ht + (i << 2)] = t
+    F[v.hseq + (i << 2)] = seq
+    F[v.hslot + (i << 2)] = slot
 
 
 @_inline
@@ -349,11 +425,11 @@ def _compact(F, I, v):
     n = I[H_HEAP_N]
     kept = 0
     for i in range(n):
-        slot = I[v.hslot + i]
-        if I[v.fseq + slot] == I[v.hseq + i]:
-            F[v.ht + kept] = F[v.ht + i]
-            I[v.hseq + kept] = I[v.hseq + i]
-            I[v.hslot + kept] = slot
+        slot = int(F[v.hslot + (i << 2)])
+        if I[v.fseq + (slot << v.fshift)] == F[v.hseq + (i << 2)]:
+            F[v.ht + (kept << 2)] = F[v.ht + (i << 2)]
+            F[v.hseq + (kept << 2)] = F[v.hseq + (i << 2)]
+            F[v.hslot + (kept << 2)] = slot
             kept += 1
     for i in range(kept // 2 - 1, -1, -1):
         _sift_down(F, I, v, i, kept)
@@ -374,18 +450,18 @@ def _push(F, I, v, t, slot):
     # The new seq is the largest, so the entry only passes parents with a later time.
     while i > 0:
         parent = (i - 1) >> 1
-        if F[v.ht + parent] <= t:
+        if F[v.ht + (parent << 2)] <= t:
             break
-        F[v.ht + i] = F[v.ht + parent]
-        I[v.hseq + i] = I[v.hseq + parent]
-        I[v.hslot + i] = I[v.hslot + parent]
+        F[v.ht + (i << 2)] = F[v.ht + (parent << 2)]
+        F[v.hseq + (i << 2)] = F[v.hseq + (parent << 2)]
+        F[v.hslot + (i << 2)] = F[v.hslot + (parent << 2)]
         i = parent
-    F[v.ht + i] = t
-    I[v.hseq + i] = seq
-    I[v.hslot + i] = slot
+    F[v.ht + (i << 2)] = t
+    F[v.hseq + (i << 2)] = seq
+    F[v.hslot + (i << 2)] = slot
     I[H_HEAP_N] = n + 1
-    I[v.fseq + slot] = seq
-    F[v.htime + slot] = t
+    I[v.fseq + (slot << v.fshift)] = seq
+    F[v.htime + (slot << 3)] = t
 
 
 @_inline
@@ -393,9 +469,9 @@ def _pop(F, I, v):
     n = I[H_HEAP_N] - 1
     I[H_HEAP_N] = n
     if n > 0:
-        F[v.ht + 0] = F[v.ht + n]
-        I[v.hseq + 0] = I[v.hseq + n]
-        I[v.hslot + 0] = I[v.hslot + n]
+        F[v.ht] = F[v.ht + (n << 2)]
+        F[v.hseq] = F[v.hseq + (n << 2)]
+        F[v.hslot] = F[v.hslot + (n << 2)]
         _sift_down(F, I, v, 0, n)
 
 
@@ -403,8 +479,8 @@ def _pop(F, I, v):
 def _top_valid(F, I, v):
     """Drop stale entries from the top; the time of the first valid one (inf: none)."""
     while I[H_HEAP_N] > 0:
-        if I[v.fseq + I[v.hslot + 0]] == I[v.hseq + 0]:
-            return F[v.ht + 0]
+        if I[v.fseq + (int(F[v.hslot]) << v.fshift)] == F[v.hseq]:
+            return F[v.ht]
         _pop(F, I, v)
     return math.inf
 
@@ -415,24 +491,24 @@ def _top_valid(F, I, v):
 @_inline
 def _link(F, I, v, slot, shift):
     base = slot << shift
-    for k in range(I[v.ncons + slot]):
+    for k in range(I[v.ncons + (slot << v.fshift)]):
         node = base + k
         c = I[v.cons + node]
-        tail = I[v.tail + c]
+        tail = I[v.tail + (c << 3)]
         I[v.lprev + node] = tail
         I[v.lnext + node] = -1
         if tail >= 0:
             I[v.lnext + tail] = node
         else:
-            I[v.head + c] = node
-        I[v.tail + c] = node
-        I[v.count + c] += 1
+            I[v.head + (c << 3)] = node
+        I[v.tail + (c << 3)] = node
+        I[v.count + (c << 3)] += 1
 
 
 @_inline
 def _unlink(F, I, v, slot, shift):
     base = slot << shift
-    for k in range(I[v.ncons + slot]):
+    for k in range(I[v.ncons + (slot << v.fshift)]):
         node = base + k
         c = I[v.cons + node]
         prev = I[v.lprev + node]
@@ -440,20 +516,20 @@ def _unlink(F, I, v, slot, shift):
         if prev >= 0:
             I[v.lnext + prev] = after
         else:
-            I[v.head + c] = after
+            I[v.head + (c << 3)] = after
         if after >= 0:
             I[v.lprev + after] = prev
         else:
-            I[v.tail + c] = prev
-        I[v.count + c] -= 1
+            I[v.tail + (c << 3)] = prev
+        I[v.count + (c << 3)] -= 1
         I[v.lnext + node] = -1
         I[v.lprev + node] = -1
 
 
 @_inline
 def _mark(F, I, v, c):
-    if I[v.dirty + c] == 0:
-        I[v.dirty + c] = 1
+    if I[v.dirty + (c << 3)] == 0:
+        I[v.dirty + (c << 3)] = 1
         n = I[H_DIRTY_N]
         I[v.dlist + n] = c
         I[H_DIRTY_N] = n + 1
@@ -478,37 +554,37 @@ def start(F, I, src, dst, size, now, when, path):
     if slot < 0:
         return -1
     v = views(F, I)
-    I[H_FREE] = I[v.nextfree + slot]
-    shift = I[H_KWSHIFT]
+    I[H_FREE] = I[v.nextfree + (slot << v.fshift)]
+    shift = v.fshift
     base = slot << shift
     I[v.cons + base] = 2 * src
     I[v.cons + base + 1] = 2 * dst + 1
     n = I[v.pn + path]
-    pbase = path << shift
+    pbase = path * I[H_KW]
     for k in range(n):
         I[v.cons + base + 2 + k] = I[v.plinks + pbase + k]
-    I[v.ncons + slot] = n + 2
-    I[v.state + slot] = PENDING
-    F[v.size + slot] = size
-    F[v.done + slot] = 0.0
-    F[v.rate + slot] = 0.0
-    F[v.mark + slot] = now
-    F[v.act + slot] = math.inf
+    I[v.ncons + (slot << v.fshift)] = n + 2
+    I[v.state + (slot << v.fshift)] = PENDING
+    F[v.size + (slot << 3)] = size
+    F[v.done + (slot << 3)] = 0.0
+    F[v.rate + (slot << 3)] = 0.0
+    F[v.mark + (slot << 3)] = now
+    F[v.act + (slot << 3)] = math.inf
     _push(F, I, v, when, slot)
     return slot
 
 
 @_inline
 def _activate(F, I, v, slot, t):
-    I[v.state + slot] = ACTIVE
-    F[v.act + slot] = t
-    F[v.mark + slot] = t
-    F[v.htime + slot] = math.inf
-    I[v.fseq + slot] = -1
-    shift = I[H_KWSHIFT]
+    I[v.state + (slot << v.fshift)] = ACTIVE
+    F[v.act + (slot << 3)] = t
+    F[v.mark + (slot << 3)] = t
+    F[v.htime + (slot << 3)] = math.inf
+    I[v.fseq + (slot << v.fshift)] = -1
+    shift = v.fshift
     _link(F, I, v, slot, shift)
     base = slot << shift
-    for k in range(I[v.ncons + slot]):
+    for k in range(I[v.ncons + (slot << v.fshift)]):
         _mark(F, I, v, I[v.cons + base + k])
     I[H_ACTIVE] += 1
 
@@ -518,26 +594,26 @@ def _release(F, I, v, slot, delivered):
     """An active flow leaves its constraints having moved ``delivered`` bytes. Only a
     saturated constraint can give its share to the flows left on it (on one that is not,
     every flow is held elsewhere, by a constraint this removal leaves as it was)."""
-    shift = I[H_KWSHIFT]
+    shift = v.fshift
     base = slot << shift
-    rate = F[v.rate + slot]
-    for k in range(I[v.ncons + slot]):
+    rate = F[v.rate + (slot << 3)]
+    for k in range(I[v.ncons + (slot << v.fshift)]):
         c = I[v.cons + base + k]
-        if F[v.used + c] >= F[v.ccap + c] * SATURATED:
+        if F[v.used + (c << 2)] >= F[v.ccap + (c << 2)] * SATURATED:
             _mark(F, I, v, c)
-        F[v.used + c] -= rate
-        F[v.carried + c] += delivered
+        F[v.used + (c << 2)] -= rate
+        F[v.carried + (c << 2)] += delivered
     _unlink(F, I, v, slot, shift)
     I[H_ACTIVE] -= 1
 
 
 @_inline
 def _free(F, I, v, slot, state):
-    I[v.state + slot] = state
-    F[v.rate + slot] = 0.0
-    I[v.fseq + slot] = -1
-    F[v.htime + slot] = math.inf
-    I[v.nextfree + slot] = I[H_FREE]
+    I[v.state + (slot << v.fshift)] = state
+    F[v.rate + (slot << 3)] = 0.0
+    I[v.fseq + (slot << v.fshift)] = -1
+    F[v.htime + (slot << 3)] = math.inf
+    I[v.nextfree + (slot << v.fshift)] = I[H_FREE]
     I[H_FREE] = slot
 
 
@@ -547,11 +623,13 @@ def cancel(F, I, slot, now):
     inf if none is needed). The slot is free afterwards."""
     v = views(F, I)
     delivered = 0.0
-    if I[v.state + slot] == ACTIVE:
-        delivered = F[v.done + slot] + F[v.rate + slot] * (now - F[v.mark + slot])
-        if delivered > F[v.size + slot]:
-            delivered = F[v.size + slot]
-        F[v.done + slot] = delivered
+    if I[v.state + (slot << v.fshift)] == ACTIVE:
+        delivered = F[v.done + (slot << 3)] + F[v.rate + (slot << 3)] * (
+            now - F[v.mark + (slot << 3)]
+        )
+        if delivered > F[v.size + (slot << 3)]:
+            delivered = F[v.size + (slot << 3)]
+        F[v.done + (slot << 3)] = delivered
         _release(F, I, v, slot, delivered)
     _free(F, I, v, slot, CANCELLED)
     due = math.inf
@@ -614,22 +692,22 @@ def _level(F, I, v, d, shift):
     """The water level L of dirty constraint ``d``: sum(min(bound, L)) over its flows is
     what it has free (inf if their bounds never fill it). Every flow on ``d`` is being
     re-rated; ``new`` holds each one's bound."""
-    n = I[v.count + d]
-    free = F[v.free + d]
+    n = I[v.count + (d << 3)]
+    free = F[v.free + (d << 2)]
     share = free / n
     lowest = math.inf
-    node = I[v.head + d]
+    node = I[v.head + (d << 3)]
     while node >= 0:
-        bound = F[v.new + (node >> shift)]
+        bound = F[v.new + ((node >> shift) << 3)]
         if bound < lowest:
             lowest = bound
         node = I[v.lnext + node]
     if lowest >= share:
         return share if share > 0.0 else 0.0  # the common case: nobody held below it
     i = 0
-    node = I[v.head + d]
+    node = I[v.head + (d << 3)]
     while node >= 0:
-        F[v.ws + i] = F[v.new + (node >> shift)]
+        F[v.ws + i] = F[v.new + ((node >> shift) << 3)]
         i += 1
         node = I[v.lnext + node]
     bounds = F[v.ws : v.ws + n]
@@ -659,7 +737,7 @@ def _fill_flat(F, I, v, nf, nd, shift):
     shared = 0
     for j in range(nf):
         slot = I[v.wflows + j]
-        if I[v.ncons + slot] != 2:
+        if I[v.ncons + (slot << v.fshift)] != 2:
             return False
         base = slot << shift
         up = I[v.cons + base]
@@ -667,25 +745,25 @@ def _fill_flat(F, I, v, nf, nd, shift):
         up_dirty = up in (d0, d1)
         down_dirty = down in (d0, d1)
         if up_dirty and down_dirty:
-            F[v.new + slot] = math.inf
+            F[v.new + (slot << 3)] = math.inf
             shared += 1
             continue
         other = down if up_dirty else up
         dirty = up if up_dirty else down
-        partner = I[v.cpart + other]
+        partner = I[v.cpart + (other << 3)]
         if partner == -1:
-            I[v.cpart + other] = dirty
+            I[v.cpart + (other << 3)] = dirty
         elif partner != dirty:
             return False
-        F[v.new + slot] = F[v.free + other] / I[v.cn + other]
+        F[v.new + (slot << 3)] = F[v.free + (other << 2)] / I[v.cn + (other << 3)]
     level0 = _level(F, I, v, d0, shift)
     level1 = _level(F, I, v, d1, shift) if d1 >= 0 else math.inf
     if shared:
         low = level0 if level0 <= level1 else level1
         for j in range(nf):
             slot = I[v.wflows + j]
-            if F[v.new + slot] == math.inf:
-                F[v.new + slot] = low
+            if F[v.new + (slot << 3)] == math.inf:
+                F[v.new + (slot << 3)] = low
         if level0 <= level1:
             level1 = _level(F, I, v, d1, shift)
         else:
@@ -693,11 +771,11 @@ def _fill_flat(F, I, v, nf, nd, shift):
     for d, level in ((d0, level0), (d1, level1)):
         if d < 0:
             continue
-        node = I[v.head + d]
+        node = I[v.head + (d << 3)]
         while node >= 0:
             slot = node >> shift
-            if F[v.new + slot] > level:
-                F[v.new + slot] = level
+            if F[v.new + (slot << 3)] > level:
+                F[v.new + (slot << 3)] = level
             node = I[v.lnext + node]
     return True
 
@@ -710,20 +788,20 @@ def _rerate(F, I, v, t):
     I[H_RERATES] += 1
     epoch = I[H_EPOCH] + 1
     I[H_EPOCH] = epoch
-    shift = I[H_KWSHIFT]
+    shift = v.fshift
     nd = I[H_DIRTY_N]
     if I[H_MODE] == MODE_COMPONENT:
         i = 0
         while i < nd:
-            node = I[v.head + I[v.dlist + i]]
+            node = I[v.head + ((I[v.dlist + i]) << 3)]
             i += 1
             while node >= 0:
                 slot = node >> shift
                 base = slot << shift
-                for k in range(I[v.ncons + slot]):
+                for k in range(I[v.ncons + (slot << v.fshift)]):
                     other = I[v.cons + base + k]
-                    if I[v.dirty + other] == 0:
-                        I[v.dirty + other] = 1
+                    if I[v.dirty + (other << 3)] == 0:
+                        I[v.dirty + (other << 3)] = 1
                         I[v.dlist + nd] = other
                         nd += 1
                 node = I[v.lnext + node]
@@ -731,12 +809,12 @@ def _rerate(F, I, v, t):
     nf = 0
     for i in range(nd):
         c = I[v.dlist + i]
-        I[v.dirty + c] = 0
-        node = I[v.head + c]
+        I[v.dirty + (c << 3)] = 0
+        node = I[v.head + (c << 3)]
         while node >= 0:
             slot = node >> shift
-            if I[v.epin + slot] != epoch:
-                I[v.epin + slot] = epoch
+            if I[v.epin + (slot << v.fshift)] != epoch:
+                I[v.epin + (slot << v.fshift)] = epoch
                 I[v.wflows + nf] = slot
                 nf += 1
             node = I[v.lnext + node]
@@ -747,20 +825,20 @@ def _rerate(F, I, v, t):
     nt = 0
     for j in range(nf):
         slot = I[v.wflows + j]
-        rate = F[v.rate + slot]
+        rate = F[v.rate + (slot << 3)]
         base = slot << shift
-        for k in range(I[v.ncons + slot]):
+        for k in range(I[v.ncons + (slot << v.fshift)]):
             c = I[v.cons + base + k]
-            if I[v.cep + c] != epoch:
-                I[v.cep + c] = epoch
-                F[v.free + c] = F[v.ccap + c] - F[v.used + c] + rate
-                I[v.cn + c] = 1
-                I[v.cpart + c] = -1
+            if I[v.cep + (c << 3)] != epoch:
+                I[v.cep + (c << 3)] = epoch
+                F[v.free + (c << 2)] = F[v.ccap + (c << 2)] - F[v.used + (c << 2)] + rate
+                I[v.cn + (c << 3)] = 1
+                I[v.cpart + (c << 3)] = -1
                 I[v.touched + nt] = c
                 nt += 1
             else:
-                F[v.free + c] += rate
-                I[v.cn + c] += 1
+                F[v.free + (c << 2)] += rate
+                I[v.cn + (c << 3)] += 1
     flat = (
         nd <= 2
         and I[H_MODE] == MODE_LOCAL
@@ -768,55 +846,70 @@ def _rerate(F, I, v, t):
         and _fill_flat(F, I, v, nf, nd, shift)
     )
     if not flat:
+        # Each touched constraint's re-rated flows, contiguous in ``csr``: the filling
+        # below visits those only, not every flow on the constraint.
+        position = 0
+        for j in range(nt):
+            c = I[v.touched + j]
+            I[v.cpart + (c << 3)] = position
+            I[v.cend + (c << 3)] = position
+            position += I[v.cn + (c << 3)]
+        for j in range(nf):
+            slot = I[v.wflows + j]
+            base = slot << shift
+            for k in range(I[v.ncons + (slot << v.fshift)]):
+                c = I[v.cons + base + k]
+                end = I[v.cend + (c << 3)]
+                I[v.csr + end] = slot
+                I[v.cend + (c << 3)] = end + 1
         hn = 0
         for j in range(nt):
             c = I[v.touched + j]
-            hn = _share_push(F, I, v, hn, F[v.free + c] / I[v.cn + c], c)
+            hn = _share_push(F, I, v, hn, F[v.free + (c << 2)] / I[v.cn + (c << 3)], c)
         # Progressive filling: the constraint with the lowest fair share saturates first and
         # freezes its flows at that level. A share only grows as flows freeze, so an entry
         # that no longer matches its constraint is stale and skipped.
         while hn > 0:
-            share = F[v.ws + 0]
-            c = I[v.wc + 0]
+            share = F[v.ws]
+            c = I[v.wc]
             hn = _share_pop(F, I, v, hn)
-            n = I[v.cn + c]
-            if n == 0 or share != F[v.free + c] / n:
+            n = I[v.cn + (c << 3)]
+            if n == 0 or share != F[v.free + (c << 2)] / n:
                 continue
             level = share if share > 0.0 else 0.0
-            node = I[v.head + c]
-            while node >= 0:
-                slot = node >> shift
-                if I[v.epin + slot] == epoch and I[v.eprated + slot] != epoch:
-                    I[v.eprated + slot] = epoch
-                    F[v.new + slot] = level
-                    base = slot << shift
-                    for k in range(I[v.ncons + slot]):
-                        other = I[v.cons + base + k]
-                        F[v.free + other] -= level
-                        m = I[v.cn + other] - 1
-                        I[v.cn + other] = m
-                        if m > 0 and other != c:
-                            hn = _share_push(F, I, v, hn, F[v.free + other] / m, other)
-                node = I[v.lnext + node]
+            for index in range(I[v.cpart + (c << 3)], I[v.cend + (c << 3)]):
+                slot = I[v.csr + index]
+                if I[v.eprated + (slot << v.fshift)] == epoch:
+                    continue
+                I[v.eprated + (slot << v.fshift)] = epoch
+                F[v.new + (slot << 3)] = level
+                base = slot << shift
+                for k in range(I[v.ncons + (slot << v.fshift)]):
+                    other = I[v.cons + base + k]
+                    F[v.free + (other << 2)] -= level
+                    m = I[v.cn + (other << 3)] - 1
+                    I[v.cn + (other << 3)] = m
+                    if m > 0 and other != c:
+                        hn = _share_push(F, I, v, hn, F[v.free + (other << 2)] / m, other)
     # New rates: move progress marks, keep `used` exact, push earlier completions. A
     # slower flow keeps its early entry; it is re-pushed when that entry pops.
     for j in range(nf):
         slot = I[v.wflows + j]
-        rate = F[v.new + slot]
-        old = F[v.rate + slot]
+        rate = F[v.new + (slot << 3)]
+        old = F[v.rate + (slot << 3)]
         if rate == old:
             continue
-        done = F[v.done + slot] + old * (t - F[v.mark + slot])
-        F[v.done + slot] = done
-        F[v.mark + slot] = t
-        F[v.rate + slot] = rate
+        done = F[v.done + (slot << 3)] + old * (t - F[v.mark + (slot << 3)])
+        F[v.done + (slot << 3)] = done
+        F[v.mark + (slot << 3)] = t
+        F[v.rate + (slot << 3)] = rate
         delta = rate - old
         base = slot << shift
-        for k in range(I[v.ncons + slot]):
-            F[v.used + I[v.cons + base + k]] += delta
+        for k in range(I[v.ncons + (slot << v.fshift)]):
+            F[v.used + ((I[v.cons + base + k]) << 2)] += delta
         if rate > 0.0:
-            finish = t + (F[v.size + slot] - done) / rate
-            if finish < F[v.htime + slot]:
+            finish = t + (F[v.size + (slot << 3)] - done) / rate
+            if finish < F[v.htime + (slot << 3)]:
                 _push(F, I, v, finish, slot)
 
 
@@ -837,26 +930,30 @@ def advance(F, I, now, horizon):
     while True:
         top = _top_valid(F, I, v)
         if top <= t + TIME_TOLERANCE:
-            slot = I[v.hslot + 0]
-            if I[v.state + slot] == PENDING:
+            slot = int(F[v.hslot])
+            if I[v.state + (slot << v.fshift)] == PENDING:
                 _pop(F, I, v)
                 _activate(F, I, v, slot, t)
                 continue
-            rate = F[v.rate + slot]
-            remaining = F[v.size + slot] - F[v.done + slot] - rate * (t - F[v.mark + slot])
+            rate = F[v.rate + (slot << 3)]
+            remaining = (
+                F[v.size + (slot << 3)]
+                - F[v.done + (slot << 3)]
+                - rate * (t - F[v.mark + (slot << 3)])
+            )
             if rate > 0.0 and remaining <= rate * TIME_TOLERANCE:
                 if t != now:
                     return -1, t
                 _pop(F, I, v)
-                F[v.done + slot] = F[v.size + slot]
-                _release(F, I, v, slot, F[v.size + slot])
+                F[v.done + (slot << 3)] = F[v.size + (slot << 3)]
+                _release(F, I, v, slot, F[v.size + (slot << 3)])
                 _free(F, I, v, slot, DONE)
                 I[H_COMPLETED] += 1
                 return slot, now
             # The entry was early: the flow slowed down after it was pushed.
             _pop(F, I, v)
-            I[v.fseq + slot] = -1
-            F[v.htime + slot] = math.inf
+            I[v.fseq + (slot << v.fshift)] = -1
+            F[v.htime + (slot << 3)] = math.inf
             if rate > 0.0:
                 _push(F, I, v, t + remaining / rate, slot)
             continue
@@ -878,9 +975,9 @@ def advance(F, I, now, horizon):
 def flows_on(F, I, c):
     """Slots of the active flows on constraint ``c``, in the order they joined it."""
     v = views(F, I)
-    shift = I[H_KWSHIFT]
-    out = np.empty(I[v.count + c], dtype=np.int64)
-    node = I[v.head + c]
+    shift = v.fshift
+    out = np.empty(I[v.count + (c << 3)], dtype=np.int64)
+    node = I[v.head + (c << 3)]
     i = 0
     while node >= 0:
         out[i] = node >> shift

@@ -150,7 +150,7 @@ class Flow:
 
     def _field(self, name: str) -> float:
         net = self._net
-        return float(net._F[net._offset[name] + self._slot])
+        return float(net._F[net._offset[name] + (self._slot << kernel.FLOW_FLOATS_SHIFT)])
 
     @property
     def state(self) -> int:
@@ -158,7 +158,7 @@ class Flow:
         if self._slot < 0:
             return self._state
         net = self._net
-        return int(net._I[net._offset["state"] + self._slot])
+        return int(net._I[net._offset["state"] + (self._slot << net._flow_shift)])
 
     @property
     def rate(self) -> float:
@@ -226,6 +226,7 @@ class FlowNetwork:
             _INITIAL_SLOTS, 2, _INITIAL_CONSTRAINTS, _INITIAL_PATHS, mode=mode, quantum=quantum
         )
         self._offset = kernel.offsets(self._I)
+        self._flow_shift = int(self._I[kernel.H_FSHIFT])
         self._handles: list[Flow | None] = [None] * _INITIAL_SLOTS
         self.constraint_name: list[str] = []
         # Per host.
@@ -241,40 +242,44 @@ class FlowNetwork:
 
     # -- arrays -----------------------------------------------------------------------
 
-    def _region(self, name: str, size: int, array: np.ndarray | None = None) -> np.ndarray:
+    def _constraint_field(self, name: str, n: int) -> np.ndarray:
+        """A strided view of one float field of the first ``n`` constraints."""
         start = self._offset[name]
-        return (self._F if array is None else array)[start : start + size]
+        return self._F[
+            start : start + (n << kernel.CON_FLOATS_SHIFT) : 1 << kernel.CON_FLOATS_SHIFT
+        ]
 
     def _grow(self, **room: int) -> None:
         self._F, self._I = kernel.grow(self._F, self._I, **room)
         self._offset = kernel.offsets(self._I)
+        self._flow_shift = int(self._I[kernel.H_FSHIFT])
         cap = int(self._I[kernel.H_CAP])
         self._handles.extend([None] * (cap - len(self._handles)))
 
     @property
     def capacity(self) -> np.ndarray:
         """Capacity per constraint (bytes/s); change one with :meth:`set_capacity`."""
-        return self._region("ccap", len(self.constraint_name))
+        return self._constraint_field("ccap", len(self.constraint_name))
 
     @property
     def used(self) -> np.ndarray:
         """Rate in use per constraint (bytes/s)."""
-        return self._region("used", len(self.constraint_name))
+        return self._constraint_field("used", len(self.constraint_name))
 
     @property
     def carried_bytes(self) -> np.ndarray:
         """Bytes of completed and cancelled flows per constraint."""
-        return self._region("carried", len(self.constraint_name))
+        return self._constraint_field("carried", len(self.constraint_name))
 
     @property
     def bytes_sent(self) -> np.ndarray:
         """Bytes each host has sent (completed flows and cancelled flows' parts)."""
-        return self._region("carried", 2 * len(self.host_names))[0::2]
+        return self._constraint_field("carried", 2 * len(self.host_names))[0::2]
 
     @property
     def bytes_received(self) -> np.ndarray:
         """Bytes each host has received."""
-        return self._region("carried", 2 * len(self.host_names))[1::2]
+        return self._constraint_field("carried", 2 * len(self.host_names))[1::2]
 
     @property
     def active_flows(self) -> int:
@@ -307,7 +312,7 @@ class FlowNetwork:
         c = len(self.constraint_name)
         if c == int(self._I[kernel.H_CCAP]):
             self._grow(ccap=2 * c)
-        self._F[self._offset["ccap"] + c] = float(capacity)
+        self._F[self._offset["ccap"] + (c << kernel.CON_FLOATS_SHIFT)] = float(capacity)
         self.constraint_name.append(name)
         self._I[kernel.H_NC] = c + 1
         return c
@@ -385,7 +390,7 @@ class FlowNetwork:
         """Change a capacity now (a slow host); the constraint is re-rated."""
         if not capacity > 0:
             raise ValueError("capacity must be > 0")
-        self._F[self._offset["ccap"] + constraint] = float(capacity)
+        self._F[self._offset["ccap"] + (constraint << kernel.CON_FLOATS_SHIFT)] = float(capacity)
         due = float(kernel.mark_dirty(self._F, self._I, constraint))
         self._request(max(self.env.now, due))
 
