@@ -93,6 +93,8 @@ class SimOptions:
       ``slow_fraction`` of its download rate over ``slow_window`` seconds asks to be
       rescheduled (see :class:`~damselfly.scheduling.SlowDownloadWatch`); a fraction of 0
       turns it off.
+    - ``report_interval``: seconds between a peer's batches of finished-piece reports
+      (the runtime daemon's ``REPORT_INTERVAL``, 0.1 s); 0 sends a batch per instant.
     - ``upload_concurrency``: at most this many piece uploads at once per host (the origin
       included); later requests wait in FIFO order, as at a daemon's upload worker pool.
       None (the default): no limit, every request is served at once and concurrent
@@ -108,6 +110,7 @@ class SimOptions:
         "planner",
         "progress",
         "quantum",
+        "report_interval",
         "rerate",
         "sample_period",
         "slow_fraction",
@@ -127,6 +130,7 @@ class SimOptions:
         stall_timeout: float = 3.0,
         source_timeout: float = 30.0,
         super_seeding: bool = True,
+        report_interval: float = 0.1,
         slow_window: float = 1.0,
         slow_fraction: float = 0.5,
         upload_concurrency: int | None = None,
@@ -141,6 +145,9 @@ class SimOptions:
         self.stall_timeout = stall_timeout
         self.source_timeout = source_timeout
         self.super_seeding = super_seeding
+        if report_interval < 0:
+            raise ValueError("report_interval must be >= 0")
+        self.report_interval = report_interval
         if slow_window <= 0 or not 0 <= slow_fraction <= 1:
             raise ValueError("slow_window must be > 0 and slow_fraction in 0..1")
         self.slow_window = slow_window
@@ -251,7 +258,7 @@ class SimPeer:
         self.last_progress = 0.0
         self.registered = False
         self.reports: list[PieceReport] = []  # the batch leaving at `report_time`
-        self.report_time = -1.0
+        self.report_time = -1.0  # -1: no batch waiting
         self.reschedule_pending = False
         self.stall_armed = False
         self.starved = False
@@ -736,10 +743,12 @@ class Simulation:
             parent_id=None if parent_id == ORIGIN_ID else parent_id,
             duration=now - flow.started_at,
         )
-        if peer.report_time == now:
-            peer.reports.append(report)  # rides in the message leaving now
-        elif peer.registered:
-            self._send_reports(peer, report, now)
+        if peer.registered:
+            peer.reports.append(report)
+            if peer.report_time < 0.0:
+                interval = self.options.report_interval
+                peer.report_time = now + interval
+                self._later(interval, self._flush_reports, peer)
         for child in peer.children.values():
             if child.starved and not (child.have.bits >> piece) & 1:
                 self._pump(child)
@@ -758,12 +767,14 @@ class Simulation:
             self._ask_reschedule(peer)
         self._pump(peer)
 
-    def _send_reports(self, peer: SimPeer, report: PieceReport, now: float) -> None:
-        """Open a batch of finished pieces: one message, carrying every piece that finishes
-        at this same instant (what a daemon batches)."""
-        batch = [report]
-        peer.reports = batch
-        peer.report_time = now
+    def _flush_reports(self, peer: SimPeer) -> None:
+        """Send the pieces finished since the last batch in one message (the daemon sends a
+        batch every ``report_interval`` seconds, and at once when it is done)."""
+        peer.report_time = -1.0
+        batch = peer.reports
+        if not batch or peer.host.crashed:
+            return
+        peer.reports = []
         scheduler = self.scheduler
         peer_id = peer.peer_id
         self._call(peer.host, lambda: scheduler.pieces_finished(self.env.now, peer_id, batch))
@@ -796,6 +807,7 @@ class Simulation:
         peer.parent_bits = {}
         if peer.registered:
             # Sent after the last batch of pieces, so it reaches the scheduler after it.
+            self._flush_reports(peer)
             scheduler = self.scheduler
             self._call(peer.host, lambda: scheduler.peer_succeeded(self.env.now, peer.peer_id))
         self._peer_over(peer)
