@@ -335,3 +335,48 @@ def test_growing_the_arrays_mid_run_changes_nothing() -> None:
         return log
 
     assert run(pregrown=False) == run(pregrown=True)
+
+
+class SteppedEnvironment(simpy.Environment):
+    """An Environment subclass: the network gives every completion a simpy step of its own
+    on it (it moves only a plain Environment's clock itself)."""
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_moving_the_clock_to_completions_changes_nothing(seed: int) -> None:
+    def run(env: simpy.Environment) -> list[tuple[str, int, float]]:
+        rng = random.Random(seed)
+        net = FlowNetwork(env)
+        for i in range(10):
+            net.add_host(f"h{i}", rng.uniform(1.0, 10.0), rng.uniform(1.0, 10.0))
+        net.set_path_function(lambda s, d: ((), 0.01 * ((s + d) % 3)))
+        log: list[tuple[str, int, float]] = []
+
+        def done(flow: Flow) -> None:
+            log.append(("done", flow.flow_id, env.now))
+            if flow.flow_id % 3 == 0:  # a follow-up at once, and one a little later
+                net.start(flow.dst, flow.src, 2.0, on_done=done, first_byte_delay=0.0)
+                env.process(later(0.05))
+
+        def later(delay: float):
+            yield env.timeout(delay)
+            log.append(("tick", -1, env.now))
+            src, dst = rng.sample(range(10), 2)
+            net.start(src, dst, rng.uniform(1.0, 5.0), on_done=done)
+
+        def arrivals():
+            for _ in range(80):
+                yield env.timeout(rng.expovariate(8.0))
+                src, dst = rng.sample(range(10), 2)
+                net.start(src, dst, rng.uniform(1.0, 10.0), on_done=done)
+
+        env.process(arrivals())
+        env.run(until=3.0)
+        log.append(("until", -1, env.now))
+        env.run()
+        return log
+
+    plain, stepped = run(simpy.Environment()), run(SteppedEnvironment())
+    assert len(plain) > 100
+    assert [(what, fid) for what, fid, _ in plain] == [(what, fid) for what, fid, _ in stepped]
+    assert [t for *_, t in plain] == pytest.approx([t for *_, t in stepped], rel=1e-12)

@@ -914,15 +914,18 @@ def _rerate(F, I, v, t):
 
 
 @_jit
-def advance(F, I, now, horizon):
+def advance(F, I, now, horizon, forward):
     """Process what is due at ``now``, then look ahead up to (not including) ``horizon``.
 
-    At ``now``: due activations; due completions one at a time (returns ``(slot, now)``
-    for the caller to report, then to call again); once nothing is due, the re-rate.
-    Beyond ``now``, while the next event is before ``horizon`` (the next event of anyone
-    else, so nobody can observe the state in between): activations and re-rates happen at
-    their own times; a completion stops the look-ahead (its callback needs the clock at
-    its time). Returns ``(-1, t)``: call again at ``t`` (inf: nothing is due, ever).
+    At ``now``: due activations; due completions one at a time (returns
+    ``(slot, now, activated_at)`` for the caller to report, then to call again); once
+    nothing is due, the re-rate. Beyond ``now``, while the next event is before
+    ``horizon`` (the next event of anyone else, so nobody can observe the state in
+    between): activations and re-rates happen at their own times; a completion stops the
+    look-ahead (its callback needs the clock at its time), or, with ``forward``, is taken
+    at its time ``t`` and returned as ``(slot, t, activated_at)`` (the caller moves its
+    clock to ``t``). Otherwise returns ``(-1, t, 0)``: call again at ``t`` (inf: nothing is
+    due, ever).
     """
     v = views(F, I)
     t = now
@@ -942,14 +945,14 @@ def advance(F, I, now, horizon):
                 - rate * (t - F[v.mark + (slot << 3)])
             )
             if rate > 0.0 and remaining <= rate * TIME_TOLERANCE:
-                if t != now:
-                    return -1, t
+                if t != now and not forward:
+                    return -1, t, 0.0
                 _pop(F, I, v)
                 F[v.done + (slot << 3)] = F[v.size + (slot << 3)]
                 _release(F, I, v, slot, F[v.size + (slot << 3)])
                 _free(F, I, v, slot, DONE)
                 I[H_COMPLETED] += 1
-                return slot, now
+                return slot, t, F[v.act + (slot << 3)]
             # The entry was early: the flow slowed down after it was pushed.
             _pop(F, I, v)
             I[v.fseq + (slot << v.fshift)] = -1
@@ -968,7 +971,7 @@ def advance(F, I, now, horizon):
         if following < horizon and following < math.inf:
             t = following
             continue
-        return -1, following
+        return -1, following, 0.0
 
 
 @_jit

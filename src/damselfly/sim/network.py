@@ -59,7 +59,12 @@ reported one at a time, in heap order, each through its flow's plain callback at
 time; a callback may start and cancel flows, and the instant's re-rate comes after the
 last of them. Activations and re-rates that fall before the environment's next event of
 any other kind (``env.peek()``) are processed at their own times without a simpy event of
-their own: nothing can observe the network in between, so this changes no result.
+their own: nothing can observe the network in between, so this changes no result. So are
+completions, on a plain ``simpy.Environment``: the network moves the environment's clock
+to the completion's time (``env._now``, as ``Environment.step`` itself does) and makes the
+callback there, instead of scheduling a timeout that nothing else could precede. Events
+at the same time as the next scheduled one keep simpy's order (the look-ahead stops short
+of it).
 
 Implementation: flows, constraints and the heap are arrays in
 :mod:`damselfly.sim.flowkernel`, compiled with numba; this module keeps the API, a
@@ -144,9 +149,7 @@ class Flow:
         self.on_done = on_done
         self.tag = tag
         self.started_at = now
-        self._state = FlowState.PENDING
-        self._done_bytes = 0.0
-        self._activated_at = _INF
+        # _state, _done_bytes and _activated_at are set when the flow is over.
 
     def _field(self, name: str) -> float:
         net = self._net
@@ -188,8 +191,8 @@ class Flow:
         mark = self._field("mark")
         return min(self.size, self._field("done") + self._field("rate") * (now - mark))
 
-    def _finish(self, state: int, done_bytes: float) -> None:
-        self._activated_at = self._field("act")
+    def _finish(self, state: int, done_bytes: float, activated_at: float) -> None:
+        self._activated_at = activated_at
         self._state = state
         self._done_bytes = done_bytes
         self._slot = -1
@@ -239,6 +242,9 @@ class FlowNetwork:
         self._next_flow_id = 0
         self._timer_at = _INF
         self._timer_generation = 0
+        # Completions may move the clock of a plain Environment themselves (see the module
+        # doc); a subclass (the real-time one) keeps every step its own.
+        self._forward = type(env) is simpy.Environment
 
     # -- arrays -----------------------------------------------------------------------
 
@@ -346,10 +352,13 @@ class FlowNetwork:
 
     def _lookup(self, src: int, dst: int) -> tuple[tuple[int, ...], float, int]:
         links, latency = self._path_fn(src, dst) if self._path_fn is not None else ((), 0.0)
-        links = tuple(int(c) for c in links)
-        path_id = self._path_ids.get(links)
-        if path_id is None:
-            path_id = self._add_path(links)
+        if links:
+            links = tuple(map(int, links))
+            path_id = self._path_ids.get(links)
+            if path_id is None:
+                path_id = self._add_path(links)
+        else:
+            links, path_id = (), 0
         found = (links, float(latency), path_id)
         self._path_cache[(src, dst)] = found
         return found
@@ -435,9 +444,10 @@ class FlowNetwork:
         slot = flow._slot
         if slot < 0:
             return flow._done_bytes
+        activated_at = flow._field("act")
         delivered, due = kernel.cancel(self._F, self._I, slot, self.env.now)
         self._handles[slot] = None
-        flow._finish(FlowState.CANCELLED, delivered)
+        flow._finish(FlowState.CANCELLED, delivered, activated_at)
         self._request(due)
         return float(delivered)
 
@@ -466,19 +476,25 @@ class FlowNetwork:
         advance = kernel.advance
         handles = self._handles
         done = FlowState.DONE
+        forward = self._forward
         while True:
-            slot, next_time = advance(self._F, self._I, now, env.peek())
+            slot, when, activated_at = advance(self._F, self._I, now, env.peek(), forward)
             if slot < 0:
                 break
+            if when != now:
+                # A completion before the environment's next event: move the clock to it
+                # rather than schedule a timeout for it (see the module doc).
+                env._now = now = when
+                self._timer_at = now
             flow: Flow = handles[slot]
             handles[slot] = None
-            flow._finish(done, flow.size)
+            flow._finish(done, flow.size, activated_at)
             if flow.on_done is not None:
                 flow.on_done(flow)
             handles = self._handles  # a callback's start may have grown the arrays
         self._timer_at = _INF
-        if next_time < _INF:
-            self._arm(next_time)
+        if when < _INF:
+            self._arm(when)
 
     # -- inspection -------------------------------------------------------------------
 
