@@ -56,7 +56,11 @@ class Evaluator(ABC):
         """Higher is better. ``now`` lets load estimates decay."""
 
     def rank(self, candidates: list[Peer], child: Peer, now: float, rng: Random) -> list[Peer]:
-        """Candidates best first. Ties keep the (random) sampling order."""
+        """Candidates best first. Ties keep the (random) sampling order.
+
+        A candidate's place must follow from its own merits, not from which other
+        candidates are in the list: the scheduler drops candidates that would close a
+        cycle *after* ranking, taking the best of the rest."""
         scored = [
             (self.score(parent, child, now), index) for index, parent in enumerate(candidates)
         ]

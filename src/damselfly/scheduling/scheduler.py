@@ -15,7 +15,9 @@ Scheduling a peer follows Dragonfly:
 2. Drop the peer itself, peers on its own host, parents it has blocked, hosts with no free
    upload slot, parents the evaluator calls bad, and any parent that would close a cycle in
    the task's parent graph.
-3. Rank the rest with the evaluator and keep ``candidate_parent_limit`` (3).
+3. Rank the rest with the evaluator and keep ``candidate_parent_limit`` (3). (The cycle
+   test of step 2 runs on the ranked list, down to the last parent kept: the same result,
+   fewer graph walks.)
 4. With none left, retry every ``retry_interval`` (0.5 s); after
    ``retry_back_to_source_limit`` (4) failed tries send the peer back to the source if the
    task may still send one (200 per task); after ``retry_limit`` (5) fail it.
@@ -462,6 +464,7 @@ class Scheduler:
         self._clear_retry(peer)
         for parent in list(peer.parents.values()):
             self._unlink(parent, peer)
+        self._sink(peer)
         self._refresh_pool(peer)
         return []
 
@@ -694,6 +697,7 @@ class Scheduler:
     def _back_to_source(self, peer: Peer, reason: str, *, counted: bool = True) -> BackToSource:
         for parent in list(peer.parents.values()):
             self._unlink(parent, peer)
+        self._sink(peer)
         if peer.state is not PeerState.BACK_TO_SOURCE:
             peer.apply(PeerEvent.BACK_TO_SOURCE)
         if counted:
@@ -723,18 +727,22 @@ class Scheduler:
                 continue
             if candidate.piece_costs.count >= MIN_COST_SAMPLES and is_bad_parent(candidate):
                 continue
-            if has_children and self._would_cycle(candidate, peer):
-                continue
             candidates.append(candidate)
         if not candidates:
             return ()
         chosen: list[Peer] = []
         limit = config.candidate_parent_limit
+        # The cycle check, the dearest test, runs on the ranked list and stops once enough
+        # parents are found: the same parents as filtering first, since an evaluator ranks
+        # each candidate on its own merits (an edge to one parent cannot close a cycle
+        # through another, so the checks do not depend on each other either).
         for parent in evaluator.rank(candidates, peer, now, self.rng):
             # Two candidates may share a host (two downloads of one task there): that host's
             # slots count once per edge, so check again as edges are added.
             parent_host = parent.host
             if parent_host.upload_edges >= parent_host.upload_slots:
+                continue
+            if has_children and self._would_cycle(parent, peer):
                 continue
             self._link(parent, peer)
             chosen.append(parent)
@@ -784,10 +792,18 @@ class Scheduler:
             self._raise_level(child, parent.level + 1)
 
     @staticmethod
+    def _sink(peer: Peer) -> None:
+        """A peer that will have no parents again (it holds everything, or fetches from the
+        origin) moves to the bottom level: its children stay above it, and as a candidate
+        parent it then passes the cycle check's fast path for every child."""
+        peer.level = 0
+
+    @staticmethod
     def _raise_level(peer: Peer, level: int) -> None:
         """Lift ``peer`` to ``level`` and its descendants above it, keeping every peer's
-        level above its parents'. Levels never fall (an unlink keeps the order true), so
-        this runs only when a peer gains a parent at or above its own level."""
+        level above its parents'. This runs only when a peer gains a parent at or above its
+        own level. A level falls only to 0, when a peer will have no parents again (see
+        :meth:`_sink`)."""
         peer.level = level
         stack = [peer]
         while stack:
