@@ -17,7 +17,11 @@ All processes share one machine's cores, which the fluid model does not know, so
 a small machine scores well below 1: the figure says how far the machine's shared CPU and
 disk, not the network, stretch the rollout beyond one lone hop.
 
+The seed super-seeds (the daemon's default, as the simulator's seeds do);
+``--no-super-seeding`` runs the same swarm with a seed that offers every piece it holds.
+
 Usage: python benchmarks/runtime_swarm.py [--peers 16] [--size 256MiB] [--out FILE]
+                                          [--no-super-seeding]
 The last line printed is one JSON object of figures.
 """
 
@@ -55,7 +59,9 @@ async def scheduler_decisions(address: str) -> dict[str, int]:
     return counts
 
 
-async def run(peers: int, size: int, work: Path) -> tuple[Result, dict[str, Any]]:
+async def run(
+    peers: int, size: int, work: Path, *, super_seeding: bool = True
+) -> tuple[Result, dict[str, Any]]:
     root = work / "www"
     root.mkdir()
     write_file(root / "blob.bin", size)
@@ -65,7 +71,8 @@ async def run(peers: int, size: int, work: Path) -> tuple[Result, dict[str, Any]
     try:
         seed = Process(
             ["daemon", "--scheduler", scheduler.address, "--data-dir", str(work / "seed"),
-             "--host-id", "seed0", "--seed"],
+             "--host-id", "seed0", "--seed",
+             "--super-seeding" if super_seeding else "--no-super-seeding"],
             work / "seed.log",
         )  # fmt: skip
         daemons.append(seed)
@@ -175,6 +182,7 @@ async def run(peers: int, size: int, work: Path) -> tuple[Result, dict[str, Any]
             "name": "runtime-swarm",
             "peers": peers,
             "seeds": 1,
+            "super_seeding": super_seeding,
             "content_bytes": size,
             "network": "loopback, one machine",
             "rates": "measured alone after the run: origin to one daemon, daemon to daemon",
@@ -194,10 +202,18 @@ def main() -> None:
     parser.add_argument("--size", default="256MiB")
     parser.add_argument("--out", default="runtime-swarm.json", help="Results JSON file.")
     parser.add_argument("--workdir", help="Where files go (default: a temporary dir).")
+    parser.add_argument(
+        "--no-super-seeding",
+        dest="super_seeding",
+        action="store_false",
+        help="The seed offers every piece it holds (default: it super-seeds).",
+    )
     args = parser.parse_args()
     size = parse_size(args.size)
     with tempfile.TemporaryDirectory(prefix="damselfly-swarm-", dir=args.workdir) as directory:
-        result, figures = asyncio.run(run(args.peers, size, Path(directory)))
+        result, figures = asyncio.run(
+            run(args.peers, size, Path(directory), super_seeding=args.super_seeding)
+        )
     result.write(args.out)
     for record in result.peers:
         print(
@@ -216,6 +232,7 @@ def main() -> None:
                 "origin_mib_s": round(result.extra["origin_upload_rate"] / 1024**2, 1),
                 "peers": args.peers,
                 "seeds": 1,
+                "super_seeding": args.super_seeding,
                 "size_bytes": size,
                 "peer_bytes": int(result.totals["peer_bytes"]),
                 "seed_bytes": int(result.totals["seed_bytes"]),

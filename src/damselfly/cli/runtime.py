@@ -117,14 +117,34 @@ def scheduler(**options: Any) -> None:
 @click.option("--advertise", help="URL other peers use to reach the upload server.")
 @click.option("--socket", "socket_path", help="Unix socket of the local API for `get`.")
 @click.option("--seed/--no-seed", default=None, help="Run as a seed peer.")
+@click.option(
+    "--super-seeding/--no-super-seeding",
+    default=None,
+    help="A seed offers each piece to one child before offering any twice (default on; "
+    "no effect without --seed).",
+)
 @click.option("--host-id", help="This host's id (default: hostname and a random suffix).")
 @click.option("--idc", help="Data centre name (for affinity).")
 @click.option("--location", help="Location, '|'-separated (for affinity).")
 @click.option("--upload-rate", help="Announced upload capacity, e.g. 10Gbit/s.")
 @click.option("--upload-slots", type=int, help="Uploads served at once.")
-@click.option("--upload-rate-limit", help="Rate limit on serving pieces, e.g. 1Gbit/s.")
-@click.option("--download-rate", help="Download rate limit from peers, e.g. 1Gbit/s.")
-@click.option("--back-to-source-rate", help="Download rate limit from the origin.")
+@click.option(
+    "--upload-rate-limit",
+    help="Rate limit on serving pieces, e.g. 1Gbit/s (default 10GiB/s; 'off' disables it).",
+)
+@click.option(
+    "--download-rate",
+    help="Rate limit on pieces from peers, e.g. 1Gbit/s (default 10GiB/s; 'off' disables it).",
+)
+@click.option(
+    "--back-to-source-rate",
+    help="Rate limit on fetching from the origin (default 10GiB/s; 'off' disables it).",
+)
+@click.option(
+    "--download-capacity",
+    help="What this host can receive, e.g. 10Gbit/s: a download from peers below half of it "
+    "for a second asks the scheduler for other parents (default: unset, off).",
+)
 @click.option("--quota", help="Disk quota, e.g. 20GiB (LRU eviction of finished tasks).")
 @click.option("--parent-wait", help="Go to the origin after this long without progress.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML config.")

@@ -76,6 +76,12 @@ class DaemonConfig:
     upload_rate_limit: float | None = DEFAULT_RATE_LIMIT
     download_rate: float | None = DEFAULT_RATE_LIMIT
     back_to_source_rate: float | None = DEFAULT_RATE_LIMIT
+    # What this host can receive (bytes/s); None: unknown, and the slow-download watch is
+    # off. Never taken from the rate limits, which are ceilings, not capacities.
+    download_capacity: float | None = None
+    # A seed offers each piece to one child before offering any twice (see
+    # damselfly.scheduling.offer); it has no effect on a normal daemon.
+    super_seeding: bool = True
     quota: int | None = None
     max_in_flight: int = 8
     max_per_parent: int = 4
@@ -92,7 +98,9 @@ class DaemonConfig:
 
 
 _LIMITS = {"upload_rate_limit", "download_rate", "back_to_source_rate"}
-_RATES = {"upload_rate", *_LIMITS}
+# Rates that may be absent: `off` (or none, 0) gives None.
+_OPTIONAL_RATES = {*_LIMITS, "download_capacity"}
+_RATES = {"upload_rate", *_OPTIONAL_RATES}
 _NO_LIMIT = {"off", "none", "unlimited", "0"}
 _SIZES = {"quota"}
 _DURATIONS = {
@@ -109,12 +117,12 @@ def _convert(name: str, value: Any, default: Any) -> Any:
     if value is None:
         return None
     try:
-        if name in _LIMITS and str(value).strip().lower() in _NO_LIMIT:
-            return None  # a rate limit turned off
+        if name in _OPTIONAL_RATES and str(value).strip().lower() in _NO_LIMIT:
+            return None  # a rate limit turned off, or a capacity not given
         if name in _RATES:
             rate = units.parse_rate(value)
-            if name in _LIMITS and not rate > 0:
-                raise ValueError(f"{value!r} is not a rate above 0 (use 'off' for no limit)")
+            if name in _OPTIONAL_RATES and not rate > 0:
+                raise ValueError(f"{value!r} is not a rate above 0 (use 'off' for none)")
             return rate
         if name in _SIZES:
             return units.parse_size(value)

@@ -9,6 +9,12 @@
   zero-copy by ``loop.sendfile``, in token-bucket chunks under the upload rate limit;
   ``/download/v1/tasks/{task_id}/bitfield``), which serves only verified pieces and at most
   ``upload_slots`` transfers at once;
+- what it offers its children: a seed daemon super-seeds (a
+  :class:`~damselfly.scheduling.PieceOffer` per task, as the simulator's seed peers do): its
+  bitfield endpoint answers with the offer, which withdraws each piece once an upload of it
+  begins (until every piece went out once) and puts it back when that upload does not
+  complete. The offer steers children; a verified piece requested anyway is still served.
+  ``super_seeding = false`` turns it off; a normal daemon offers every verified piece;
 - the download engine (:class:`~damselfly.runtime.download.PeerTask`), one per task;
 - the host's decision stream (seed triggers) and heartbeat;
 - a local API on a Unix socket for ``damselfly get``: ``POST /api/v1/downloads`` streams
@@ -61,6 +67,7 @@ from damselfly.runtime.config import DaemonConfig, client_tls, server_tls, split
 from damselfly.runtime.download import DownloadError, PeerTask
 from damselfly.runtime.ratelimit import TokenBucket
 from damselfly.runtime.storage import Storage, StorageError, TaskStore
+from damselfly.scheduling import PieceOffer
 from damselfly.scheduling import task_id as make_task_id
 
 __all__ = ["DAEMON_KEY", "Daemon", "DaemonMetrics"]
@@ -118,6 +125,16 @@ class DaemonMetrics:
         self.active_uploads = Gauge(
             "damselfly_daemon_active_uploads", "Piece uploads in progress", registry=registry
         )
+        self.reschedules = Counter(
+            "damselfly_daemon_reschedules",
+            "Requests to the scheduler for other parents, by reason (stalled: parents have "
+            "nothing to give; slow: download below half the download capacity; "
+            "unreachable: a parent stopped answering)",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in ("stalled", "slow", "unreachable"):
+            self.reschedules.labels(reason=reason)
 
     def count_upload(self, size: int) -> None:
         self.uploaded.inc(size)
@@ -141,6 +158,9 @@ class Daemon:
         self.metrics = DaemonMetrics()
         self.downloads: dict[str, asyncio.Task[TaskStore]] = {}
         self.peer_tasks: dict[str, PeerTask] = {}
+        # What this seed offers its children, per task (super-seeding; empty otherwise).
+        self.offers: dict[str, PieceOffer] = {}
+        self.super_seeding = config.seed and config.super_seeding
         self.download_limit = TokenBucket(config.download_rate) if config.download_rate else None
         self.upload_limit = (
             TokenBucket(config.upload_rate_limit) if config.upload_rate_limit else None
@@ -363,6 +383,27 @@ class Daemon:
         self.downloads[identity] = job
         return job
 
+    # -- what this daemon offers ----------------------------------------------------------
+
+    def offer(self, store: TaskStore) -> PieceOffer | None:
+        """The super-seeding offer of ``store`` (None: this daemon offers every verified
+        piece, or the task has no metadata yet)."""
+        if not self.super_seeding or not store.has_metadata:
+            return None
+        offer = self.offers.get(store.task_id)
+        if offer is None or offer.held is not store.verified:
+            # New, or the task was allocated again (storage replaced its bitfield): offer
+            # what is verified now; nothing has gone out of the new bitfield yet.
+            offer = PieceOffer(store.verified, super_seeding=True)
+            self.offers[store.task_id] = offer
+        return offer
+
+    def piece_verified(self, store: TaskStore, index: int) -> None:
+        """Piece ``index`` of ``store`` was just marked verified: offer it."""
+        offer = self.offer(store)
+        if offer is not None:
+            offer.held_piece(index)
+
     # -- the upload server ----------------------------------------------------------------
 
     def upload_app(self) -> web.Application:
@@ -396,14 +437,17 @@ def _store_for(request: web.Request) -> tuple[Daemon, TaskStore]:
 
 
 async def task_bitfield(request: web.Request) -> web.Response:
-    _, store = _store_for(request)
+    """The pieces offered here: every verified piece, or a super-seeding seed's offer."""
+    daemon, store = _store_for(request)
+    offer = daemon.offer(store)
+    offered = store.verified if offer is None else offer.offered
     return web.json_response(
         {
             "task_id": store.task_id,
             "content_length": store.content_length,
             "piece_length": store.piece_length,
             "piece_count": store.piece_count,
-            "bitfield": store.verified.to_bytes().hex(),
+            "bitfield": offered.to_bytes().hex(),
         }
     )
 
@@ -424,6 +468,14 @@ async def task_data(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound(text="those pieces are not verified here")
     if daemon.upload_slots.locked():
         raise web.HTTPServiceUnavailable(text="every upload slot is busy")
+    # Served even when the offer withdrew these pieces: the offer steers children, and a
+    # child that planned on an older bitfield still gets what it asked for.
+    offer = daemon.offer(store)
+    pieces = range(start // store.piece_length, (stop - 1) // store.piece_length + 1)
+    if offer is not None:
+        for piece in pieces:
+            offer.started(piece)
+    sent = 0
     async with daemon.upload_slots:
         daemon.metrics.active_uploads.inc()
         try:
@@ -434,6 +486,9 @@ async def task_data(request: web.Request) -> web.StreamResponse:
                 response, sent = await _send_range(request, daemon.upload_limit, store, start, stop)
         finally:
             daemon.metrics.active_uploads.dec()
+            if offer is not None and sent < stop - start:
+                for piece in pieces:  # the upload did not complete: offer the pieces again
+                    offer.failed(piece)
     daemon.metrics.count_upload(sent)
     return response
 

@@ -8,7 +8,10 @@ A peer task registers with the scheduler, opens its decision stream and follows 
   sha256 against the digest the scheduler hands out, writes it durably, and only then marks
   it verified (servable) and queues its report. A parent that fails or sends a bad piece is
   reported with ``piece_failed`` (the scheduler blocks it and sends new parents) and dropped
-  here. A peer whose parents have nothing it lacks asks to be rescheduled.
+  here. A peer whose parents have nothing it lacks asks to be rescheduled, and so does a
+  peer whose download from parents ran below half its download capacity for a second (the
+  core's :class:`~damselfly.scheduling.SlowDownloadWatch`; on only when the daemon is told
+  its ``download_capacity``).
 - ``back_to_source``: fetch the missing pieces from the origin (Range requests, retries with
   exponential backoff and jitter), computing each piece's digest.
 - ``fail``: give up with the scheduler's reason.
@@ -49,10 +52,12 @@ from damselfly.scheduling import (
     PiecePlanner,
     PieceRequest,
     PlannerConfig,
+    SlowDownloadWatch,
     piece_length,
 )
 
 if TYPE_CHECKING:
+    from damselfly.runtime.config import DaemonConfig
     from damselfly.runtime.daemon import Daemon
 
 __all__ = ["DownloadError", "PeerTask"]
@@ -146,6 +151,10 @@ class PeerTask:
         self.listeners: list[Callable[[], None]] = []
         self.progress_stamp = 0.0
         self.checkpoint_stamp = time.monotonic()
+        self.watch = SlowDownloadWatch(_watched_rate(daemon.config))
+        # A reschedule was asked for and no decision has come since (as in the simulator,
+        # a slow download asks again only after the scheduler answered).
+        self.reschedule_pending = False
         # While the p2p loop runs, it cancels the requests to a parent that is dropped.
         self.parent_dropped: Callable[[str], None] = _ignore
 
@@ -284,6 +293,7 @@ class PeerTask:
                 except TimeoutError:
                     continue
                 kind = message.get("type")
+                self.reschedule_pending = False
                 if kind == "parents":
                     self._set_parents(message.get("parents", []))
                     if self.store.has_metadata is False:
@@ -449,6 +459,7 @@ class PeerTask:
 
         self.parent_dropped = dropped
         poller = asyncio.create_task(self._poll_parents())
+        self.watch.restart(time.monotonic())  # the peer starts receiving from parents
         stalled_since: float | None = None
         client = self.daemon.client
         assert client is not None
@@ -469,7 +480,7 @@ class PeerTask:
                         stalled_since = now
                     elif now - stalled_since > RESCHEDULE_AFTER:
                         stalled_since = None
-                        await self._reschedule(client, [])
+                        await self._reschedule(client, [], "stalled")
                 else:
                     stalled_since = None
                 self.wake.clear()
@@ -515,6 +526,7 @@ class PeerTask:
                 metrics.pieces.labels(result="verified").inc()
                 metrics.piece_seconds.observe(duration)
                 self._queue_finished(piece, parent_id, duration)
+                await self._watch_speed(size)
             if parent is not None:
                 parent.failures = 0
             return
@@ -546,7 +558,22 @@ class PeerTask:
         if self.parents.pop(peer_id, None) is not None:
             self.parent_dropped(peer_id)
 
-    async def _reschedule(self, client: SchedulerClient, exclude: list[str]) -> None:
+    async def _watch_speed(self, size: int) -> None:
+        """``size`` new bytes came from a parent: if the download has been running below
+        half its capacity, ask the scheduler for other parents (whose evaluator prefers
+        parents with free upload)."""
+        client = self.daemon.client
+        if (
+            self.watch.received(time.monotonic(), size)
+            and not self.store.complete
+            and not self.reschedule_pending
+            and client is not None
+        ):
+            self.reschedule_pending = True
+            await self._reschedule(client, [], "slow")
+
+    async def _reschedule(self, client: SchedulerClient, exclude: list[str], reason: str) -> None:
+        self.daemon.metrics.reschedules.labels(reason=reason).inc()
         try:
             await client.call(
                 "POST", f"/api/v1/peers/{self.peer_id}/reschedule", {"exclude": exclude}
@@ -589,7 +616,7 @@ class PeerTask:
                         self._block(parent.peer_id)
                         client = self.daemon.client
                         if client is not None:
-                            await self._reschedule(client, [parent.peer_id])
+                            await self._reschedule(client, [parent.peer_id], "unreachable")
                     continue
                 if parent.bitfield is None or parent.bitfield.bits != field_.bits:
                     parent.bitfield = field_
@@ -632,6 +659,7 @@ class PeerTask:
         if store.verified.has(piece):  # a duplicate request (endgame) won while we wrote
             return 0, time.monotonic() - started
         store.mark_verified(piece, digest)
+        self.daemon.piece_verified(store, piece)
         return size, time.monotonic() - started
 
     async def _expected_digest(self, piece: int) -> str | None:
@@ -749,6 +777,7 @@ class PeerTask:
             raise DownloadError(f"the origin sent {len(data)} bytes for a {size}-byte piece")
         digest = await asyncio.to_thread(_check_and_write, store, index, data, None)
         store.mark_verified(index, digest)
+        self.daemon.piece_verified(store, index)
         if not (self.online and self.reporting):
             # Nobody receives reports, so no report batch makes pieces durable: checkpoint
             # now and then, so a restart still resumes.
@@ -793,6 +822,17 @@ class PeerTask:
         if actual != digest.lower():
             self.daemon.storage.remove(self.task_id)
             raise DownloadError(f"content digest {actual} does not match {digest}")
+
+
+def _watched_rate(config: DaemonConfig) -> float | None:
+    """The rate the slow-download watch holds a download to: the configured capacity, or
+    the download limit when that binds lower. None (the watch is off) without a capacity:
+    the limit is a ceiling, not what the host can receive."""
+    capacity = config.download_capacity
+    if capacity is None:
+        return None
+    limit = config.download_rate
+    return capacity if limit is None else min(capacity, limit)
 
 
 def _ignore(peer_id: str) -> None:
