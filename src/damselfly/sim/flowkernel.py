@@ -688,28 +688,30 @@ def _share_pop(F, I, v, n):
 
 
 @_inline
-def _level(F, I, v, d, shift):
+def _level(F, I, v, d, side, nf):
     """The water level L of dirty constraint ``d``: sum(min(bound, L)) over its flows is
     what it has free (inf if their bounds never fill it). Every flow on ``d`` is being
-    re-rated; ``new`` holds each one's bound."""
+    re-rated; ``new`` holds each one's bound and ``eprated`` its dirty sides (a bit per
+    dirty constraint; ``side`` is d's). The re-rated flows are walked in their dense list,
+    not d's linked one, so the memory loads can overlap."""
     n = I[v.count + (d << 3)]
     free = F[v.free + (d << 2)]
     share = free / n
     lowest = math.inf
-    node = I[v.head + (d << 3)]
-    while node >= 0:
-        bound = F[v.new + ((node >> shift) << 3)]
-        if bound < lowest:
-            lowest = bound
-        node = I[v.lnext + node]
+    for j in range(nf):
+        slot = I[v.wflows + j]
+        if I[v.eprated + (slot << v.fshift)] & side:
+            bound = F[v.new + (slot << 3)]
+            if bound < lowest:
+                lowest = bound
     if lowest >= share:
         return share if share > 0.0 else 0.0  # the common case: nobody held below it
     i = 0
-    node = I[v.head + (d << 3)]
-    while node >= 0:
-        F[v.ws + i] = F[v.new + ((node >> shift) << 3)]
-        i += 1
-        node = I[v.lnext + node]
+    for j in range(nf):
+        slot = I[v.wflows + j]
+        if I[v.eprated + (slot << v.fshift)] & side:
+            F[v.ws + i] = F[v.new + (slot << 3)]
+            i += 1
     bounds = F[v.ws : v.ws + n]
     bounds.sort()
     remaining = free
@@ -730,8 +732,9 @@ def _fill_flat(F, I, v, nf, nd, shift):
     clean constraints are per-flow bounds and each dirty constraint is one water-filling.
     Flows crossing both dirty constraints (a new flow's sender and receiver) are fixed at
     the lower of the two levels, which saturates first, and the other level is filled
-    again with them held: exact, as progressive filling is. Writes ``new``; returns
-    False, having written nothing that matters, when the case does not apply."""
+    again with them held: exact, as progressive filling is. Writes ``new`` (and, as
+    scratch, ``eprated``, which progressive filling resets); returns False, having
+    written nothing that matters, when the case does not apply."""
     d0 = I[v.dlist]
     d1 = I[v.dlist + 1] if nd == 2 else -1
     shared = 0
@@ -742,12 +745,13 @@ def _fill_flat(F, I, v, nf, nd, shift):
         base = slot << shift
         up = I[v.cons + base]
         down = I[v.cons + base + 1]
-        up_dirty = up in (d0, d1)
-        down_dirty = down in (d0, d1)
-        if up_dirty and down_dirty:
+        sides = (1 if up == d0 or down == d0 else 0) | (2 if up == d1 or down == d1 else 0)
+        I[v.eprated + (slot << v.fshift)] = sides
+        if sides == 3:
             F[v.new + (slot << 3)] = math.inf
             shared += 1
             continue
+        up_dirty = up in (d0, d1)
         other = down if up_dirty else up
         dirty = up if up_dirty else down
         partner = I[v.cpart + (other << 3)]
@@ -756,27 +760,27 @@ def _fill_flat(F, I, v, nf, nd, shift):
         elif partner != dirty:
             return False
         F[v.new + (slot << 3)] = F[v.free + (other << 2)] / I[v.cn + (other << 3)]
-    level0 = _level(F, I, v, d0, shift)
-    level1 = _level(F, I, v, d1, shift) if d1 >= 0 else math.inf
+    level0 = _level(F, I, v, d0, 1, nf)
+    level1 = _level(F, I, v, d1, 2, nf) if d1 >= 0 else math.inf
     if shared:
         low = level0 if level0 <= level1 else level1
         for j in range(nf):
             slot = I[v.wflows + j]
-            if F[v.new + (slot << 3)] == math.inf:
+            if I[v.eprated + (slot << v.fshift)] == 3:
                 F[v.new + (slot << 3)] = low
         if level0 <= level1:
-            level1 = _level(F, I, v, d1, shift)
+            level1 = _level(F, I, v, d1, 2, nf)
         else:
-            level0 = _level(F, I, v, d0, shift)
-    for d, level in ((d0, level0), (d1, level1)):
-        if d < 0:
-            continue
-        node = I[v.head + (d << 3)]
-        while node >= 0:
-            slot = node >> shift
-            if F[v.new + (slot << 3)] > level:
-                F[v.new + (slot << 3)] = level
-            node = I[v.lnext + node]
+            level0 = _level(F, I, v, d0, 1, nf)
+    for j in range(nf):
+        slot = I[v.wflows + j]
+        sides = I[v.eprated + (slot << v.fshift)]
+        rate = F[v.new + (slot << 3)]
+        if sides & 1 and rate > level0:
+            rate = level0
+        if sides & 2 and rate > level1:
+            rate = level1
+        F[v.new + (slot << 3)] = rate
     return True
 
 
@@ -856,6 +860,7 @@ def _rerate(F, I, v, t):
             position += I[v.cn + (c << 3)]
         for j in range(nf):
             slot = I[v.wflows + j]
+            I[v.eprated + (slot << v.fshift)] = -1  # the flat path may have left sides
             base = slot << shift
             for k in range(I[v.ncons + (slot << v.fshift)]):
                 c = I[v.cons + base + k]

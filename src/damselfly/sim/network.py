@@ -235,9 +235,14 @@ class FlowNetwork:
         # Per host.
         self.host_names: list[Hashable] = []
         self.host_index: dict[Hashable, int] = {}
-        # Paths: (src, dst) -> (link constraints, one-way latency, kernel path id)
+        # Paths. Each distinct (link constraints, one-way latency, kernel path id) is a
+        # route, kept once; a host pair maps to its route's index under the int key
+        # src << 32 | dst. A dict of ints holds no object the garbage collector tracks,
+        # so the cache (a swarm's pairs number in the millions) costs collections nothing.
         self._path_fn: Callable[[int, int], tuple[tuple[int, ...], float]] | None = None
-        self._path_cache: dict[tuple[int, int], tuple[tuple[int, ...], float, int]] = {}
+        self._pair_route: dict[int, int] = {}
+        self._routes: list[tuple[tuple[int, ...], float, int]] = []
+        self._route_index: dict[tuple[tuple[int, ...], float], int] = {}
         self._path_ids: dict[tuple[int, ...], int] = {(): 0}
         self._next_flow_id = 0
         self._timer_at = _INF
@@ -348,7 +353,7 @@ class FlowNetwork:
     ) -> None:
         """Set how a (src, dst) host pair maps to (link constraint ids, one-way latency)."""
         self._path_fn = path_fn
-        self._path_cache.clear()
+        self._pair_route.clear()
 
     def _lookup(self, src: int, dst: int) -> tuple[tuple[int, ...], float, int]:
         links, latency = self._path_fn(src, dst) if self._path_fn is not None else ((), 0.0)
@@ -359,9 +364,14 @@ class FlowNetwork:
                 path_id = self._add_path(links)
         else:
             links, path_id = (), 0
-        found = (links, float(latency), path_id)
-        self._path_cache[(src, dst)] = found
-        return found
+        latency = float(latency)
+        index = self._route_index.get((links, latency))
+        if index is None:
+            index = len(self._routes)
+            self._routes.append((links, latency, path_id))
+            self._route_index[(links, latency)] = index
+        self._pair_route[src << 32 | dst] = index
+        return self._routes[index]
 
     def _add_path(self, links: tuple[int, ...]) -> int:
         if len(links) > _MAX_LINKS:
@@ -383,17 +393,14 @@ class FlowNetwork:
 
     def path(self, src: int, dst: int) -> tuple[tuple[int, ...], float]:
         """The link constraints and the one-way latency from host ``src`` to ``dst``."""
-        found = self._path_cache.get((src, dst))
-        if found is None:
-            found = self._lookup(src, dst)
+        index = self._pair_route.get(src << 32 | dst)
+        found = self._lookup(src, dst) if index is None else self._routes[index]
         return found[0], found[1]
 
     def latency(self, src: int, dst: int) -> float:
         """One-way latency between two hosts (seconds)."""
-        found = self._path_cache.get((src, dst))
-        if found is None:
-            found = self._lookup(src, dst)
-        return found[1]
+        index = self._pair_route.get(src << 32 | dst)
+        return (self._lookup(src, dst) if index is None else self._routes[index])[1]
 
     def set_capacity(self, constraint: int, capacity: float) -> None:
         """Change a capacity now (a slow host); the constraint is re-rated."""
@@ -422,9 +429,8 @@ class FlowNetwork:
         """
         if src == dst:
             raise ValueError("a flow needs two different hosts")
-        found = self._path_cache.get((src, dst))
-        if found is None:
-            found = self._lookup(src, dst)
+        index = self._pair_route.get(src << 32 | dst)
+        found = self._lookup(src, dst) if index is None else self._routes[index]
         now = self.env.now
         when = now + (found[1] if first_byte_delay is None else first_byte_delay)
         size = float(size)
