@@ -168,6 +168,21 @@ HEAP_SHIFT = 2  # 4 floats an entry
 CON_INTS_SHIFT = 3  # 8 ints a constraint
 
 
+_LINE = 8  # elements in a 64-byte cache line: tables start on one, so records do not
+# straddle two
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def _aligned_zeros(n: int, dtype: type) -> np.ndarray:
+    """Zeros whose first element starts a cache line (numpy aligns to 16 bytes only)."""
+    buffer = np.zeros(n + _LINE, dtype=dtype)
+    skip = (-buffer.ctypes.data // buffer.itemsize) % _LINE
+    return buffer[skip : skip + n]
+
+
 def _pow2(n: int) -> int:
     return 1 << (n - 1).bit_length()
 
@@ -260,8 +275,8 @@ def grow(
         position = header
         for name, kind, _ in tables:
             starts[name] = position
-            position += rows[kind] * strides[name]
-        arrays.append(np.zeros(position, dtype=dtype))
+            position += _round_up(rows[kind] * strides[name], _LINE)
+        arrays.append(_aligned_zeros(position, dtype))
     new_f, new_i = arrays
     new_f[:F_HEADER] = F[:F_HEADER]
     new_i[:I_HEADER] = I[:I_HEADER]

@@ -41,8 +41,14 @@ modes:
   a re-rate frees at a *non*-dirty constraint (a flow slowed down by its sender leaves slack
   at its receiver) is only handed out when that constraint next has an event of its own.
   In a swarm every constraint has events every few hundred milliseconds (each piece start
-  and end), so the slack is short-lived; tests/sim measure the throughput gap against the
-  exact mode on random instances (the test allows 2% on makespans).
+  and end), so the slack is short-lived. Measured against the exact mode on 20 random
+  instances each: makespans within 1.1% (mean +0.13%) with a shared trunk link, within
+  0.12% (mean +0.02%) on a flat network; tests/sim check it (the test allows 2%).
+
+  The flat case (every re-rated flow crosses just an upload and a download, at most two
+  constraints dirty) is filled by water-filling each dirty constraint against per-flow
+  bounds instead of general progressive filling: the same allocation, cheaper (tests/sim
+  compare the two).
 
 Batching: with ``quantum > 0`` dirty constraints are re-rated at most once per ``quantum``
 seconds: completions stay exact under the current rates, but freed capacity idles and new
