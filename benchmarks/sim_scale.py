@@ -10,7 +10,9 @@ Usage: python benchmarks/sim_scale.py [--peers 10000] [--size 1GiB] [--seed 1]
                                                    fitted exponent of wall time in peers)
        python benchmarks/sim_scale.py --network-only --peers 2000 --transfers 100000
            (the flow network alone, no scheduling: every host keeps 8 downloads of 4 MiB
-            going from random senders until that many transfers have finished)
+            going from random senders until that many transfers have finished; it prints
+            wall and CPU time per transfer, CPU time being the one to compare on a machine
+            shared with other work)
 The last line printed is one JSON object of figures.
 """
 
