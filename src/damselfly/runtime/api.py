@@ -48,10 +48,12 @@ __all__ = [
     "add_routes",
     "auth_middleware",
     "check_headers",
+    "check_origin_url",
     "check_url",
     "error_middleware",
     "json_body",
     "openapi_document",
+    "url_problem",
     "validate",
 ]
 
@@ -182,6 +184,35 @@ def check_url(url: str) -> str:
         urlsplit(url).port  # noqa: B018 (parses the host and port, raising on nonsense)
     except (ValueError, UnicodeError) as error:
         raise BadRequest(f"the URL cannot be parsed: {error}") from None
+    return url
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` can never be fetched over HTTP (None when it can be tried): not http or
+    https, no host, a port outside 1..65535, or something that does not parse."""
+    if any(ord(character) < 0x21 or ord(character) == 0x7F for character in url):
+        return "it contains spaces or control characters"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+        hostname = parts.hostname
+    except ValueError as error:
+        return f"it cannot be parsed ({error})"
+    if parts.scheme.lower() not in ("http", "https"):
+        scheme = parts.scheme or "no scheme"
+        return f"{scheme} is not http or https"
+    if not hostname:
+        return "it names no host"
+    if port is not None and not 1 <= port <= 65535:
+        return f"port {port} is not in 1..65535"
+    return None
+
+
+def check_origin_url(url: str) -> str:
+    """``url`` if an origin could serve it (see :func:`url_problem`); raises BadRequest."""
+    problem = url_problem(url)
+    if problem is not None:
+        raise BadRequest(f"{url[:200]!r} is not a usable URL: {problem}")
     return url
 
 

@@ -35,8 +35,9 @@ import logging
 import os
 import random
 import socket
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import aiohttp
 from aiohttp import web
@@ -57,10 +58,11 @@ from damselfly.runtime.api import (
     add_routes,
     auth_middleware,
     check_headers,
-    check_url,
+    check_origin_url,
     error_middleware,
     json_body,
     path_id,
+    url_problem,
 )
 from damselfly.runtime.client import SchedulerClient, SchedulerRejected, SchedulerUnavailable
 from damselfly.runtime.config import DaemonConfig, client_tls, server_tls, split_listen
@@ -156,6 +158,11 @@ class Daemon:
         self.host_id = config.host_id or f"{socket.gethostname()}-{random.getrandbits(32):08x}"
         self.storage = Storage(Path(config.data_dir), quota=config.quota)
         self.metrics = DaemonMetrics()
+        # The peer id under which the scheduler knows each task held here (to leave it when
+        # the task is evicted).
+        self.announced: dict[str, str] = {}
+        self.storage.on_remove = self._task_removed
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.downloads: dict[str, asyncio.Task[TaskStore]] = {}
         self.peer_tasks: dict[str, PeerTask] = {}
         # What this seed offers its children, per task (super-seeding; empty otherwise).
@@ -181,7 +188,18 @@ class Daemon:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load storage, start the servers, announce the host, resume tasks."""
+        """Load storage, start the servers, announce the host, resume tasks.
+
+        Raises OSError (say the address is taken) or ConfigError; a failed or cancelled
+        start closes whatever it had opened."""
+        self._loop = asyncio.get_running_loop()
+        try:
+            await self._start()
+        except BaseException:
+            await self._close()
+            raise
+
+    async def _start(self) -> None:
         config = self.config
         server_context = server_tls(config.tls_cert, config.tls_key)
         self.session = aiohttp.ClientSession(
@@ -191,15 +209,24 @@ class Daemon:
             auto_decompress=False,
         )
         if config.scheduler:
-            self.client = SchedulerClient(self.session, config.scheduler, config.token)
+            problem = url_problem(config.scheduler)
+            if problem is None:
+                self.client = SchedulerClient(self.session, config.scheduler, config.token)
+            else:
+                log.warning(
+                    "scheduler URL %r is not usable (%s): working without a scheduler, "
+                    "every download goes to its origin",
+                    config.scheduler,
+                    problem,
+                )
         stores = await asyncio.to_thread(self.storage.load)
 
         upload_runner = web.AppRunner(self.upload_app(), access_log=None)
+        self._runners.append(upload_runner)
         await upload_runner.setup()
         host, port = split_listen(config.listen)
         site = web.TCPSite(upload_runner, host, port, ssl_context=server_context)
         await site.start()
-        self._runners.append(upload_runner)
         bound = upload_runner.addresses[0]
         scheme = "https" if server_context is not None else "http"
         self.address = config.advertise or f"{scheme}://{host}:{bound[1]}"
@@ -207,17 +234,23 @@ class Daemon:
         if config.socket:
             Path(config.socket).parent.mkdir(parents=True, exist_ok=True)
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(config.socket)
+                os.unlink(config.socket)  # left by a daemon that did not stop cleanly
             local_runner = web.AppRunner(self.local_app(), access_log=None)
+            self._runners.append(local_runner)
             await local_runner.setup()
             await web.UnixSite(local_runner, config.socket).start()
-            self._runners.append(local_runner)
             self.socket_path = config.socket
 
         self._background.append(asyncio.create_task(self._measure_rates()))
         if self.client is not None:
-            with contextlib.suppress(SchedulerUnavailable, SchedulerRejected):
+            try:
                 await self.announce()
+            except (SchedulerUnavailable, SchedulerRejected) as error:
+                log.warning(
+                    "scheduler %s: %s; downloads go to their origin until it answers",
+                    config.scheduler,
+                    error,
+                )
             self._background.append(asyncio.create_task(self._heartbeat()))
             self._background.append(asyncio.create_task(self._host_stream()))
         # Finished tasks are offered again before the daemon calls itself ready.
@@ -233,18 +266,33 @@ class Daemon:
 
     async def stop(self) -> None:
         """Leave the scheduler, stop downloads and servers; storage stays for a restart."""
-        for job in self._background:
-            job.cancel()
         for job in list(self.downloads.values()):
             job.cancel()
-        for job in [*self._background, *self.downloads.values()]:
+        for job in list(self.downloads.values()):
             with contextlib.suppress(BaseException):
                 await job
         if self.client is not None:
             with contextlib.suppress(SchedulerUnavailable, SchedulerRejected):
                 await self.client.call("DELETE", f"/api/v1/hosts/{self.host_id}")
+        await self._close()
+
+    async def _close(self) -> None:
+        """Stop background work and servers, close the session and storage, and remove the
+        Unix socket file (safe on a half-started daemon)."""
+        for job in self._background:
+            job.cancel()
+        for job in self._background:
+            with contextlib.suppress(BaseException):
+                await job
+        self._background.clear()
         for runner in reversed(self._runners):
-            await runner.cleanup()
+            with contextlib.suppress(Exception):
+                await runner.cleanup()
+        self._runners.clear()
+        if self.socket_path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.socket_path)
+            self.socket_path = None
         if self.session is not None:
             await self.session.close()
         self.storage.close()
@@ -348,10 +396,30 @@ class Daemon:
                     "need_back_to_source": True,
                 },
             )
+            self.announced[store.task_id] = peer_id
             await client.call("POST", f"/api/v1/peers/{peer_id}/pieces", {"finished": finished})
             await client.call("POST", f"/api/v1/peers/{peer_id}/succeeded", {})
 
     # -- downloads ------------------------------------------------------------------------
+
+    def _task_removed(self, task_id: str) -> None:
+        """Storage removed ``task_id`` (a quota eviction, a bad digest), maybe from a worker
+        thread: leave its peer at the scheduler, so nobody is sent here for it again."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._leave_task, task_id)
+
+    def _leave_task(self, task_id: str) -> None:
+        self.offers.pop(task_id, None)
+        peer_id = self.announced.pop(task_id, None)
+        if peer_id is not None and self.client is not None:
+            self._background.append(asyncio.create_task(self._leave_peer(peer_id)))
+
+    async def _leave_peer(self, peer_id: str) -> None:
+        assert self.client is not None
+        log.info("peer %s leaves the scheduler: its task was removed here", peer_id)
+        with contextlib.suppress(SchedulerUnavailable, SchedulerRejected):
+            await self.client.call("DELETE", f"/api/v1/peers/{peer_id}")
 
     def download(
         self,
@@ -431,8 +499,11 @@ def _store_for(request: web.Request) -> tuple[Daemon, TaskStore]:
     daemon = request.app[DAEMON_KEY]
     task_id = path_id(request, "task_id", TASK_ID_PATTERN)
     store = daemon.storage.get(task_id)
-    if store is None or not store.has_metadata:
-        raise web.HTTPNotFound(text=f"no task {task_id[:12]} here")
+    if store is None:
+        # Gone (evicted, removed) or never here: a child should look elsewhere at once.
+        raise web.HTTPGone(text=f"task {task_id[:12]} is not held here")
+    if not store.has_metadata:
+        raise web.HTTPNotFound(text=f"task {task_id[:12]} has no content here yet")
     return daemon, store
 
 
@@ -468,6 +539,7 @@ async def task_data(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound(text="those pieces are not verified here")
     if daemon.upload_slots.locked():
         raise web.HTTPServiceUnavailable(text="every upload slot is busy")
+    store.last_access = time.time()  # an upload is a use: LRU eviction takes it last
     # Served even when the offer withdrew these pieces: the offer steers children, and a
     # child that planned on an older bitfield still gets what it asked for.
     offer = daemon.offer(store)
@@ -476,15 +548,24 @@ async def task_data(request: web.Request) -> web.StreamResponse:
         for piece in pieces:
             offer.started(piece)
     sent = 0
+    try:
+        # Opened before anything is sent: a quota eviction may delete the file from a worker
+        # thread at any moment, and an open file stays readable until it is closed.
+        file = open(store.data_path, "rb")  # noqa: SIM115 (closed below)
+    except FileNotFoundError:
+        raise web.HTTPGone(text=f"task {store.task_id[:12]} was just removed here") from None
     async with daemon.upload_slots:
         daemon.metrics.active_uploads.inc()
         try:
             if daemon.config.test_corrupt_uploads:
-                response: web.StreamResponse = await _corrupt_range(request, store, start, stop)
+                response: web.StreamResponse = await _corrupt_range(file, store, start, stop)
                 sent = stop - start
             else:
-                response, sent = await _send_range(request, daemon.upload_limit, store, start, stop)
+                response, sent = await _send_range(
+                    request, daemon.upload_limit, file, store, start, stop
+                )
         finally:
+            file.close()
             daemon.metrics.active_uploads.dec()
             if offer is not None and sent < stop - start:
                 for piece in pieces:  # the upload did not complete: offer the pieces again
@@ -494,7 +575,12 @@ async def task_data(request: web.Request) -> web.StreamResponse:
 
 
 async def _send_range(
-    request: web.Request, limit: TokenBucket | None, store: TaskStore, start: int, stop: int
+    request: web.Request,
+    limit: TokenBucket | None,
+    file: BinaryIO,
+    store: TaskStore,
+    start: int,
+    stop: int,
 ) -> tuple[web.StreamResponse, int]:
     """Send bytes ``start .. stop-1`` of the content zero-copy (``loop.sendfile``: the kernel
     moves them from the page cache to the socket); returns the response and the bytes sent.
@@ -514,30 +600,25 @@ async def _send_range(
     chunk = limit.chunk_size if limit is not None else stop - start
     position = start
     try:
-        with open(store.data_path, "rb") as file:
-            while position < stop:
-                size = min(chunk, stop - position)
-                if limit is not None:
-                    await limit.take(size)
-                if transport is None or transport.is_closing():
-                    return response, position - start  # the child went away
-                await loop.sendfile(transport, file, position, size)
-                position += size
+        while position < stop:
+            size = min(chunk, stop - position)
+            if limit is not None:
+                await limit.take(size)
+            if transport is None or transport.is_closing():
+                return response, position - start  # the child went away
+            await loop.sendfile(transport, file, position, size)
+            position += size
         await response.write_eof()
     except ConnectionError:  # the child gave up on this piece (endgame)
         pass
     return response, position - start
 
 
-async def _corrupt_range(
-    request: web.Request, store: TaskStore, start: int, stop: int
-) -> web.Response:
+async def _corrupt_range(file: BinaryIO, store: TaskStore, start: int, stop: int) -> web.Response:
     """A test hook: serve the range with its first byte flipped (a lying parent)."""
 
     def read() -> bytes:
-        with open(store.data_path, "rb") as file:
-            file.seek(start)
-            return file.read(stop - start)
+        return os.pread(file.fileno(), stop - start, start)
 
     data = bytearray(await asyncio.to_thread(read))
     data[0] ^= 0xFF
@@ -608,7 +689,7 @@ DOWNLOAD_BODY = {
 async def start_download(request: web.Request) -> web.StreamResponse:
     daemon = request.app[DAEMON_KEY]
     body = await json_body(request, DOWNLOAD_BODY)
-    check_url(body["url"])
+    check_origin_url(body["url"])
     headers = check_headers(body.get("headers", {}))
     try:
         job = daemon.download(

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import aiohttp
 
+from damselfly.runtime.api import url_problem
 from damselfly.runtime.client import (
     SchedulerClient,
     SchedulerRejected,
@@ -85,6 +86,10 @@ class _ParentError(Exception):
 
 class _CorruptPiece(_ParentError):
     """A parent's piece did not match its digest."""
+
+
+class _ParentGone(_ParentError):
+    """A parent no longer holds the task (410: evicted or removed); never ask it again."""
 
 
 class _Busy(Exception):
@@ -237,6 +242,7 @@ class PeerTask:
             },
         )
         self.registered = True
+        self.daemon.announced[self.task_id] = self.peer_id
         task = answer.get("task", {})
         if task.get("task_id") != self.task_id:
             raise DownloadError("the scheduler names this content by another task id")
@@ -541,7 +547,12 @@ class PeerTask:
         log.warning("task %s: piece %d from %s: %s", self.task_id[:12], piece, parent_id, error)
         if parent is not None:
             parent.failures += 1
-        if corrupt or parent is None or parent.failures >= PARENT_FAILURES_BEFORE_DROP:
+        if (
+            corrupt
+            or isinstance(error, _ParentGone)
+            or parent is None
+            or parent.failures >= PARENT_FAILURES_BEFORE_DROP
+        ):
             self._block(parent_id)
             self.failed_reports.append(
                 {"piece": piece, "parent_id": parent_id, "reason": str(error)[:500]}
@@ -596,6 +607,8 @@ class PeerTask:
                     ) as response:
                         if response.status == 404:
                             continue  # it has not allocated the task yet
+                        if response.status == 410:
+                            raise _ParentGone("it no longer holds the task")
                         if response.status != 200:
                             raise _ParentError(f"bitfield answered {response.status}")
                         body = await response.json()
@@ -611,7 +624,10 @@ class PeerTask:
                     _ParentError,
                 ) as error:
                     parent.failures += 1
-                    if parent.failures >= PARENT_FAILURES_BEFORE_DROP + 1:
+                    if (
+                        isinstance(error, _ParentGone)
+                        or parent.failures >= PARENT_FAILURES_BEFORE_DROP + 1
+                    ):
                         log.warning("parent %s unreachable: %s", parent.peer_id, error)
                         self._block(parent.peer_id)
                         client = self.daemon.client
@@ -638,6 +654,8 @@ class PeerTask:
                 if response.status == 503:
                     await asyncio.sleep(BUSY_BACKOFF)  # its slots are full: not at once
                     raise _Busy()
+                if response.status == 410:
+                    raise _ParentGone("it no longer holds the task")
                 if response.status != 206:
                     raise _ParentError(f"answered {response.status}")
                 data = await self._read(response, size, self.daemon.download_limit)
@@ -688,6 +706,9 @@ class PeerTask:
     async def _from_source(self, reason: str) -> None:
         if self.disable_back_to_source:
             raise DownloadError(f"back-to-source is disabled and {reason}")
+        problem = url_problem(self.url)
+        if problem is not None:  # no retry can help
+            raise DownloadError(f"cannot fetch {self.url[:200]} from the origin: {problem}")
         self.progress.mode = "origin"
         log.info("task %s: from the origin (%s)", self.task_id[:12], reason)
         store = self.store
@@ -743,10 +764,12 @@ class PeerTask:
         for number in range(config.source_retries):
             try:
                 return await attempt()
+            except (aiohttp.InvalidURL, ValueError) as error:  # no retry can help
+                raise DownloadError(f"{what}: {self.url[:200]} is not usable: {error}") from None
             except (aiohttp.ClientError, TimeoutError, OSError, _ParentError) as error:
                 if number + 1 == config.source_retries:
                     raise DownloadError(
-                        f"{what} failed {config.source_retries} times: {error}"
+                        f"{what} failed {config.source_retries} times: {_describe(error)}"
                     ) from None
                 backoff = min(10.0, config.source_backoff * 2**number)
                 await asyncio.sleep(backoff * (0.5 + self.rng.random()))
@@ -833,6 +856,16 @@ def _watched_rate(config: DaemonConfig) -> float | None:
         return None
     limit = config.download_rate
     return capacity if limit is None else min(capacity, limit)
+
+
+def _describe(error: BaseException) -> str:
+    """One line on why a request failed (some aiohttp errors print only the URL)."""
+    text = str(error)
+    if isinstance(error, TimeoutError) or not text:
+        return f"{type(error).__name__} {text}".strip()
+    if isinstance(error, aiohttp.ClientConnectorError):
+        return f"cannot connect to {error.host}:{error.port}: {error.os_error.strerror or error}"
+    return text
 
 
 def _ignore(peer_id: str) -> None:

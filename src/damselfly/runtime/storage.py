@@ -10,9 +10,13 @@ daemon reports the pieces it lists, so a restarted daemon finds exactly what it 
 and fetches nothing twice.
 
 A quota caps the bytes allocated; allocating past it evicts finished tasks that nobody is
-using, least recently used first. When that is not enough, or the disk is full, the
-allocation raises :class:`StorageFullError` and the task fails with that reason; every other
-task keeps being served.
+downloading, least recently used first (a task's last access is its last download or, in
+memory only until its next metadata write, its last upload). An eviction calls
+``on_remove(task_id)`` so the daemon can tell the scheduler the task is gone here. An upload
+running when its task is evicted still completes: it holds the content file open. When
+eviction is not enough, or the disk is full, the allocation raises
+:class:`StorageFullError` and the task fails with that reason; every other task keeps being
+served.
 
 The disk can also fill up after allocation (another program, a filesystem that does not
 reserve blocks). A rewrite of meta.json needs room for a second copy, so each unfinished
@@ -33,6 +37,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -267,6 +272,8 @@ class Storage:
         self.tasks_dir.mkdir(parents=True, exist_ok=True)
         self.quota = quota
         self.stores: dict[str, TaskStore] = {}
+        # Called with the id of every task removed (from the thread that removed it).
+        self.on_remove: Callable[[str], None] | None = None
 
     def load(self) -> list[TaskStore]:
         """Read every task's metadata (at start); a task whose metadata is unreadable is
@@ -382,10 +389,13 @@ class Storage:
             self.remove(victims.pop(0).task_id)
 
     def remove(self, task_id: str) -> None:
+        """Delete a task's files and forget it; ``on_remove`` hears of it."""
         store = self.stores.pop(task_id, None)
         if store is not None:
             store.close()
             _remove_tree(store.directory)
+            if self.on_remove is not None:
+                self.on_remove(task_id)
 
     def close(self) -> None:
         for store in self.stores.values():
@@ -399,6 +409,8 @@ def _headers(value: Any) -> dict[str, str]:
 
 
 def _remove_tree(directory: Path) -> None:
+    if not directory.is_dir():
+        return  # already gone
     for child in directory.iterdir():
         with contextlib.suppress(OSError):
             child.unlink()
