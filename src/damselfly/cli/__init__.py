@@ -42,6 +42,19 @@ class InputError(click.ClickException):
     exit_code = 2
 
 
+def prepare_simulator() -> None:
+    """Load the simulator's compiled network kernel before a run, under a status line: the
+    first run on a machine compiles it (tens of seconds), and simulations in worker
+    processes then load it from the cache instead of each compiling it."""
+    from rich.console import Console
+
+    from damselfly.sim.network import warm_up
+
+    status = "preparing the flow network kernel (compiled once per machine)"
+    with Console(stderr=True).status(status):
+        warm_up()
+
+
 workers_option = click.option(
     "--workers",
     type=click.IntRange(min=1),

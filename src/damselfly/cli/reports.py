@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from damselfly.cli import InputError, workers_option
+from damselfly.cli import InputError, prepare_simulator, workers_option
 from damselfly.reports import ReportError, load_results, write_report
 
 
@@ -114,6 +114,7 @@ def plan(
     def report_progress(value: float, measured: float) -> None:
         click.echo(f"  {knob} = {show(value):>12}: {parsed.metric} = {measured:.2f} s", err=True)
 
+    prepare_simulator()
     try:
         parsed = Target.parse(target)
         click.echo(f"planning {knob} for {study.name}: {parsed}", err=True)
@@ -216,6 +217,7 @@ def compare(
             f"(known: {', '.join(evaluator_names())})"
         )
     study = load(scenario)
+    prepare_simulator()
     bar, advance = progress_bar(len(names) * repeat, f"compare {study.name}")
     try:
         with bar:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from damselfly.cli import InputError, workers_option
+from damselfly.cli import InputError, prepare_simulator, workers_option
 
 
 @click.group()
@@ -99,6 +99,7 @@ def sweep(scenario: str, out_dir: Path, executor: str, workers: int | None) -> N
 
     study = load(scenario)
     total = len(cells(study))
+    prepare_simulator()
     bar, advance = progress_bar(total, study.name)
     try:
         with bar:

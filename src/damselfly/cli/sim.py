@@ -11,6 +11,7 @@ import time
 
 import click
 
+from damselfly.cli import prepare_simulator
 from damselfly.units import (
     UnitError,
     format_duration,
@@ -186,6 +187,7 @@ def sim(
         title = ""
         graph = None
         description = {}
+    prepare_simulator()
     try:
         if graph is None:
             graph = flat(

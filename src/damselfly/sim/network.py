@@ -93,7 +93,7 @@ import simpy
 
 from damselfly.sim import flowkernel as kernel
 
-__all__ = ["Flow", "FlowNetwork", "FlowState"]
+__all__ = ["Flow", "FlowNetwork", "FlowState", "warm_up"]
 
 _INF = math.inf
 # Initial room; every array doubles when full.
@@ -551,3 +551,27 @@ def network_from_graph(
 
     network.set_path_function(path_fn)
     return network
+
+
+def warm_up() -> float:
+    """Compile (or load from the on-disk cache) every kernel the network uses; returns the
+    seconds it took. The first call on a machine compiles, which takes tens of seconds;
+    later processes load the cache in about a second. Callers with a user waiting (the CLI)
+    call it under a status line, so the first run does not look hung."""
+    import time
+
+    began = time.perf_counter()
+    env = simpy.Environment()
+    network = FlowNetwork(env)
+    for host in range(3):
+        network.add_host(host, 100.0, 100.0)
+    link = network.add_link("shared", 50.0)
+    network.set_path_function(lambda src, dst: ((link,) if dst == 2 else (), 0.001))
+    network.start(0, 1, 10.0)  # the flat fast path
+    network.start(0, 2, 10.0)  # a flow crossing a link: the general re-rate
+    cancelled = network.start(1, 2, 10.0)
+    env.run(until=0.01)
+    network.cancel(cancelled)
+    network.set_capacity(link, 60.0)
+    env.run()
+    return time.perf_counter() - began
