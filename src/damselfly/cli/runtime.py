@@ -11,9 +11,11 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -192,7 +194,7 @@ def daemon(**options: Any) -> None:
 
     try:
         asyncio.run(main())
-    except OSError as error:
+    except (OSError, ConfigError) as error:
         raise click.ClickException(f"daemon: {error}") from None
 
 
@@ -213,19 +215,26 @@ def daemon(**options: Any) -> None:
 def get(**options: Any) -> None:
     """Download a URL through the peer-to-peer network."""
     from damselfly import units
+    from damselfly.runtime.api import BadRequest, check_headers, url_problem
 
+    # Every input is checked before anything is downloaded.
     url: str = options["url"]
     digest: str = options["digest"]
-    if "://" not in url:
-        raise InputError(f"{url!r} is not a URL")
-    if digest and not (digest.startswith("sha256:") and len(digest) == 71):
+    problem = url_problem(url)
+    if problem is not None:
+        raise InputError(f"{url[:200]!r} is not a URL to fetch: {problem}")
+    if digest and not re.fullmatch(r"sha256:[0-9a-fA-F]{64}", digest):
         raise InputError("--digest must be sha256:<64 hex digits>")
     headers: dict[str, str] = {}
     for header in options["headers"]:
         name, sep, value = header.partition(":")
         if not sep or not name.strip():
-            raise InputError(f"--header {header!r} is not K:V")
+            raise InputError(f"--header {header[:80]!r} is not K:V")
         headers[name.strip()] = value.strip()
+    try:
+        check_headers(headers)
+    except BadRequest as error:
+        raise InputError(f"--header: {error}") from None
     try:
         timeout = units.parse_duration(options["timeout"])
     except ValueError as error:
@@ -233,6 +242,7 @@ def get(**options: Any) -> None:
     output = Path(options["output"])
     if not output.parent.is_dir():
         raise InputError(f"directory {output.parent} does not exist")
+    _check_writable(output.parent)
     request = {
         "url": url,
         "digest": digest,
@@ -240,7 +250,9 @@ def get(**options: Any) -> None:
         "disable_back_to_source": options["disable_back_to_source"],
     }
     socket_path = options["socket_path"] or os.environ.get("DAMSELFLY_DAEMON_SOCKET")
-    if socket_path is None and Path(DEFAULT_SOCKET).exists():
+    if socket_path is None and _answers(DEFAULT_SOCKET):
+        # Only a daemon that accepts connections: a socket file left by one that crashed
+        # must not stop `get` from running a peer in process.
         socket_path = DEFAULT_SOCKET
     scheduler_url = options["scheduler_url"] or os.environ.get("DAMSELFLY_SCHEDULER")
     token = options["token"] or os.environ.get("DAMSELFLY_TOKEN")
@@ -251,6 +263,31 @@ def get(**options: Any) -> None:
             options["timeout"],
         )
     )
+
+
+def _answers(path: str) -> bool:
+    """Whether something accepts connections on the Unix socket at ``path``."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(2.0)
+    try:
+        probe.connect(path)
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
+def _check_writable(directory: Path) -> None:
+    """Fail now, not after the download, when ``directory`` cannot take the output."""
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".damselfly-probe-", dir=directory)
+    except OSError as error:
+        raise click.ClickException(
+            f"cannot write to {directory}: {error.strerror or error}"
+        ) from None
+    os.close(handle)
+    os.unlink(probe)
 
 
 async def _with_timeout(work: Any, seconds: float, text: str) -> None:
@@ -401,18 +438,33 @@ class _ProgressBar:
 
 
 def _export(source: Path, output: Path) -> None:
-    """Copy ``source`` to ``output`` atomically: a temporary file, fsync, rename."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
+    """Copy ``source`` to ``output`` atomically: a temporary file, fsync, rename. The file
+    gets mode 0666 less the umask, as curl's would. Raises ClickException on any OSError."""
     try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
+    except OSError as error:
+        raise click.ClickException(f"cannot write {output}: {error.strerror or error}") from None
+    try:
+        os.fchmod(handle, 0o666 & ~_umask())  # mkstemp makes it 0600
         with os.fdopen(handle, "wb") as target, open(source, "rb") as data:
             shutil.copyfileobj(data, target, 4 * 1024 * 1024)
             target.flush()
             os.fsync(target.fileno())
         os.replace(temporary, output)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
+        if isinstance(error, OSError):
+            raise click.ClickException(
+                f"cannot write {output}: {error.strerror or error}"
+            ) from None
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
 
 
 # -- cluster --------------------------------------------------------------------------------
@@ -427,6 +479,69 @@ def _state_file(state_dir: str) -> Path:
     return Path(state_dir) / "cluster.json"
 
 
+def _read_state(path: Path) -> dict[str, Any] | None:
+    """The state `up` wrote (None when there is none); a corrupt file is a one-line error."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise click.ClickException(f"cannot read {path}: {error.strerror}") from None
+    try:
+        state = json.loads(text)
+        if not isinstance(state, dict):
+            raise ValueError("not a JSON object")
+        int(state.get("pid", 0))
+        for child in state.get("children", []):
+            int(child["pid"])
+    except (ValueError, TypeError, KeyError) as error:
+        raise click.ClickException(
+            f"{path} is corrupt ({error}); stop its processes by hand and delete it"
+        ) from None
+    return state
+
+
+def _start_time(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc), to tell it from a
+    later process that reused its pid; None where /proc is missing or the process is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()  # after the command name, which may hold spaces
+    if len(fields) < 20 or fields[0] == "Z":  # a zombie has finished
+        return None
+    return fields[19]
+
+
+def _alive(pid: int, started: str | None = None) -> bool:
+    """Whether ``pid`` runs (a zombie does not) and, when ``started`` is known, is still the
+    process that started then."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    now = _start_time(pid)
+    if now is None:
+        return not Path("/proc/self/stat").exists()  # no /proc: trust kill(0)
+    return started is None or now == started
+
+
+def _cluster_running(state: dict[str, Any]) -> bool:
+    """Whether `up` or any child it recorded still runs."""
+    return _alive(int(state.get("pid", 0)), state.get("started")) or any(
+        _alive(int(child["pid"]), child.get("started")) for child in state.get("children", [])
+    )
+
+
+def _write_state(path: Path, state: dict[str, Any]) -> None:
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(state))
+    os.replace(temporary, path)
+
+
 def _spawn(
     args: list[str], env: dict[str, str], log: Path
 ) -> tuple[subprocess.Popen[str], dict[str, Any]]:
@@ -436,6 +551,7 @@ def _spawn(
         stderr=open(log, "a"),  # noqa: SIM115 (the child owns it)
         text=True,
         env=env,
+        # Its own session: Ctrl-C reaches `up` alone, which stops the cluster in order.
         start_new_session=True,
     )
     assert process.stdout is not None
@@ -443,6 +559,25 @@ def _spawn(
     if not line:
         raise click.ClickException(f"{args[0]} did not start; see {log}")
     return process, json.loads(line)
+
+
+def _stop_children(children: list[dict[str, Any]], grace: float) -> list[int]:
+    """SIGTERM every child still ours, SIGKILL those that outlive ``grace`` seconds; returns
+    the pids that were running."""
+    running = [c for c in children if _alive(int(c["pid"]), c.get("started"))]
+    for child in running:
+        with contextlib.suppress(OSError):
+            os.kill(int(child["pid"]), signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(
+        _alive(int(c["pid"]), c.get("started")) for c in running
+    ):
+        time.sleep(0.1)
+    for child in running:
+        if _alive(int(child["pid"]), child.get("started")):
+            with contextlib.suppress(OSError):
+                os.kill(int(child["pid"]), signal.SIGKILL)
+    return [int(c["pid"]) for c in running]
 
 
 @cluster.command("up")
@@ -456,35 +591,57 @@ def _spawn(
     help="Data, sockets, logs and the state file.",
 )
 def cluster_up(peers: int, seeds: int, origin: str | None, state_dir: str) -> None:
-    """Start a scheduler, seeds and daemons as processes on 127.0.0.1; Ctrl-C stops them."""
+    """Start a scheduler, seeds and daemons as processes on 127.0.0.1; Ctrl-C, SIGTERM,
+    SIGHUP or `cluster down` stops them."""
     if peers < 0 or seeds < 0:
         raise InputError("--peers and --seeds must be >= 0")
     state = Path(state_dir)
     state.mkdir(parents=True, exist_ok=True)
-    if _state_file(state_dir).exists():
-        known = json.loads(_state_file(state_dir).read_text())
-        if _alive(known.get("pid", 0)):
-            raise click.ClickException(f"a cluster is already up (pid {known['pid']})")
+    path = _state_file(state_dir)
+    known = _read_state(path)
+    if known is not None and _cluster_running(known):
+        raise click.ClickException(
+            f"a cluster is already up (pid {known.get('pid')}); `damselfly cluster down "
+            f"--state-dir {state_dir}` stops it"
+        )
     token = secrets.token_hex(16)
     env = {**os.environ, "DAMSELFLY_TOKEN": token}
     children: list[subprocess.Popen[str]] = []
     members: list[dict[str, Any]] = []
+    record: dict[str, Any] = {
+        "pid": os.getpid(),
+        "started": _start_time(os.getpid()),
+        "children": [],
+        "members": members,
+        "token": token,
+    }
     stopping = False
 
     def stop(*_: Any) -> None:
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    # A closed terminal (SIGHUP) stops the cluster like Ctrl-C, instead of orphaning it.
+    for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(number, stop)
+
+    def started(process: subprocess.Popen[str], name: str, info: dict[str, Any]) -> None:
+        children.append(process)
+        members.append(info)
+        record["children"].append(
+            {"pid": process.pid, "started": _start_time(process.pid), "name": name}
+        )
+        _write_state(path, record)  # at once: `down` finds every child even if `up` dies
+
     try:
         process, info = _spawn(
             ["scheduler", "--listen", "127.0.0.1:0"], env, state / "scheduler.log"
         )
-        children.append(process)
-        members.append(info)
+        started(process, "scheduler", info)
         scheduler_url = info["address"]
         for index in range(seeds + peers):
+            if stopping:
+                break
             is_seed = index < seeds
             name = f"seed{index}" if is_seed else f"peer{index - seeds}"
             args = [
@@ -501,24 +658,23 @@ def cluster_up(peers: int, seeds: int, origin: str | None, state_dir: str) -> No
             if is_seed:
                 args.append("--seed")
             process, info = _spawn(args, env, state / f"{name}.log")
-            children.append(process)
-            members.append(info)
+            started(process, name, info)
         origin_url = None
-        if origin is not None:
+        if origin is not None and not stopping:
             origin_url = _start_origin_thread(Path(origin))
-        _state_file(state_dir).write_text(
-            json.dumps({"pid": os.getpid(), "members": members, "token": token})
-        )
-        for member in members:
-            click.echo(f"{member['component']:9} {member['address']}  {member.get('socket') or ''}")
-        if origin_url:
-            click.echo(f"origin    {origin_url}")
-        example = f"{origin_url}/FILE" if origin_url else "http://HOST/FILE"
-        last = members[-1].get("socket") if len(members) > 1 else None
-        where = f"--daemon {last}" if last else f"--scheduler {scheduler_url} --token {token}"
-        click.echo(f"token     {token}")
-        click.echo(f"try:      damselfly get {example} -O /tmp/FILE {where}")
-        click.echo("Ctrl-C or `damselfly cluster down` stops it.")
+        if not stopping:
+            for member in members:
+                click.echo(
+                    f"{member['component']:9} {member['address']}  {member.get('socket') or ''}"
+                )
+            if origin_url:
+                click.echo(f"origin    {origin_url}")
+            example = f"{origin_url}/FILE" if origin_url else "http://HOST/FILE"
+            last = members[-1].get("socket") if len(members) > 1 else None
+            where = f"--daemon {last}" if last else f"--scheduler {scheduler_url} --token {token}"
+            click.echo(f"token     {token}")
+            click.echo(f"try:      damselfly get {example} -O /tmp/FILE {where}")
+            click.echo("Ctrl-C or `damselfly cluster down` stops it.")
         while not stopping and all(child.poll() is None for child in children):
             time.sleep(0.2)
     finally:
@@ -531,8 +687,10 @@ def cluster_up(peers: int, seeds: int, origin: str | None, state_dir: str) -> No
                 child.wait(timeout=max(0.1, deadline - time.monotonic()))
             if child.poll() is None:
                 child.kill()
-        _state_file(state_dir).unlink(missing_ok=True)
-    click.echo("cluster stopped")
+                child.wait()
+        path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # the terminal may be gone (SIGHUP)
+        click.echo("cluster stopped")
 
 
 def _start_origin_thread(root: Path) -> str:
@@ -562,16 +720,6 @@ def _start_origin_thread(root: Path) -> str:
     return ready["url"]
 
 
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
-
-
 @cluster.command("down")
 @click.option(
     "--state-dir",
@@ -579,18 +727,26 @@ def _alive(pid: int) -> bool:
     show_default=True,
 )
 def cluster_down(state_dir: str) -> None:
-    """Stop the cluster started by `cluster up`."""
+    """Stop the cluster started by `cluster up` (its processes, even when `up` is gone)."""
     path = _state_file(state_dir)
-    if not path.exists():
+    state = _read_state(path)
+    if state is None:
         raise click.ClickException(f"no cluster is up (no {path})")
-    pid = int(json.loads(path.read_text()).get("pid", 0))
-    if not _alive(pid):
-        path.unlink(missing_ok=True)
-        raise click.ClickException("the cluster's process is gone; state cleaned up")
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if _alive(pid):
-        raise click.ClickException(f"the cluster (pid {pid}) did not stop in 30 s")
+    pid = int(state.get("pid", 0))
+    children = list(state.get("children", []))
+    if _alive(pid, state.get("started")):
+        os.kill(pid, signal.SIGTERM)  # `up` stops its children in order
+        deadline = time.monotonic() + 30
+        while _alive(pid, state.get("started")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _alive(pid, state.get("started")):
+            raise click.ClickException(f"the cluster (pid {pid}) did not stop in 30 s")
+        stopped = True
+    else:
+        stopped = False
+    # Children `up` left behind (it was killed, or did not stop them): stop them here.
+    stopped = bool(_stop_children(children, grace=15)) or stopped
+    path.unlink(missing_ok=True)
+    if not stopped:
+        raise click.ClickException("the cluster's processes are gone; state cleaned up")
     click.echo("cluster stopped")

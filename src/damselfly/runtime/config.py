@@ -103,6 +103,7 @@ _OPTIONAL_RATES = {*_LIMITS, "download_capacity"}
 _RATES = {"upload_rate", *_OPTIONAL_RATES}
 _NO_LIMIT = {"off", "none", "unlimited", "0"}
 _SIZES = {"quota"}
+_CHOICES = {"log_format": ("text", "json")}
 _DURATIONS = {
     "parent_wait",
     "source_backoff",
@@ -128,6 +129,10 @@ def _convert(name: str, value: Any, default: Any) -> Any:
             return units.parse_size(value)
         if name in _DURATIONS:
             return units.parse_duration(value)
+        if name in _CHOICES:
+            if value not in _CHOICES[name]:
+                raise ValueError(f"{value!r} is not one of {', '.join(_CHOICES[name])}")
+            return value
         if isinstance(default, bool):
             if isinstance(value, str):
                 if value.lower() in ("1", "true", "yes", "on"):
