@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -239,21 +241,28 @@ async def test_peers_wait_their_turn_at_a_parent_with_one_upload_slot(
         assert Path(result["path"]).read_bytes() == data
 
 
-async def test_a_seed_fetches_a_private_origin_with_the_peers_headers(
-    swarm: Swarm, tmp_path: Path
-) -> None:
+@contextlib.asynccontextmanager
+async def private_origin(
+    tmp_path: Path, size: int, seen: dict[str, int]
+) -> AsyncIterator[tuple[str, bytes]]:
+    """A static origin on loopback serving one file of ``size`` bytes only to requests that
+    carry ``X-Origin-Key: k1``; ``seen`` counts the requests it granted and denied. Yields
+    the file's URL and content."""
     from aiohttp import web
 
     from damselfly.runtime.origin import make_origin_app
 
     root = tmp_path / "private"
     root.mkdir()
-    data, _ = make_content(root, "f.bin", 9 * 1024 * 1024)
+    data, _ = make_content(root, "f.bin", size)
+    seen.update(granted=0, denied=0)
 
     @web.middleware
     async def require_key(request: web.Request, handler: Any) -> web.StreamResponse:
         if request.headers.get("X-Origin-Key") != "k1":
+            seen["denied"] += 1
             raise web.HTTPForbidden()
+        seen["granted"] += 1
         return await handler(request)
 
     app = make_origin_app(root)
@@ -262,7 +271,15 @@ async def test_a_seed_fetches_a_private_origin_with_the_peers_headers(
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     try:
-        url = f"http://127.0.0.1:{runner.addresses[0][1]}/f.bin"
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/f.bin", data
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_seed_fetches_a_private_origin_with_the_peers_headers(
+    swarm: Swarm, tmp_path: Path
+) -> None:
+    async with private_origin(tmp_path, 9 * 1024 * 1024, {}) as (url, data):
         await swarm.start_scheduler()
         await swarm.start_daemon("seed0", seed=True)
         await swarm.start_daemon("peer0")
@@ -272,8 +289,6 @@ async def test_a_seed_fetches_a_private_origin_with_the_peers_headers(
         assert result["event"] == "done", result
         assert Path(result["path"]).read_bytes() == data
         assert result["bytes_from"]["seed"] == len(data)
-    finally:
-        await runner.cleanup()
 
 
 async def test_a_daemon_without_a_scheduler_also_resumes(
@@ -305,30 +320,8 @@ async def test_a_daemon_without_a_scheduler_also_resumes(
 async def test_a_resumed_download_still_sends_the_origin_headers(
     swarm: Swarm, tmp_path: Path
 ) -> None:
-    from aiohttp import web
-
-    from damselfly.runtime.origin import make_origin_app
-
-    root = tmp_path / "private"
-    root.mkdir()
-    data, _ = make_content(root, "f.bin", 16 * 1024 * 1024)
-    seen = {"granted": 0, "denied": 0}
-
-    @web.middleware
-    async def require_key(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.headers.get("X-Origin-Key") != "k1":
-            seen["denied"] += 1
-            raise web.HTTPForbidden()
-        seen["granted"] += 1
-        return await handler(request)
-
-    app = make_origin_app(root)
-    app.middlewares.append(require_key)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        url = f"http://127.0.0.1:{runner.addresses[0][1]}/f.bin"
+    seen: dict[str, int] = {}
+    async with private_origin(tmp_path, 16 * 1024 * 1024, seen) as (url, data):
         task = task_id(url)
         one_at_a_time = {"DAMSELFLY_DAEMON_SOURCE_CONCURRENCY": "1"}
         first = await swarm.start_daemon(
@@ -357,5 +350,3 @@ async def test_a_resumed_download_still_sends_the_origin_headers(
         assert seen["denied"] == 0, "the resumed download lost the origin headers"
         assert seen["granted"] > before
         assert (tmp_path / "lone" / "tasks" / task / "data").read_bytes() == data
-    finally:
-        await runner.cleanup()
