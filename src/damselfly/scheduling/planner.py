@@ -77,6 +77,7 @@ class PiecePlanner:
         "_failed",
         "_in_flight",
         "_in_flight_bits",
+        "_requests",
         "_per_parent",
         "config",
         "piece_count",
@@ -94,6 +95,7 @@ class PiecePlanner:
         self._in_flight: dict[int, list[str]] = {}
         self._in_flight_bits = 0
         self._per_parent: dict[str, int] = {}
+        self._requests = 0  # the sum of _per_parent's values
         self._failed: dict[int, set[str]] = {}
 
     # -- what is in flight ------------------------------------------------------------
@@ -101,7 +103,7 @@ class PiecePlanner:
     @property
     def in_flight(self) -> int:
         """Requests in flight, duplicates included."""
-        return sum(self._per_parent.values())
+        return self._requests
 
     def requests_in_flight(self) -> list[PieceRequest]:
         return [
@@ -125,7 +127,7 @@ class PiecePlanner:
         if have.size != size:
             raise InvalidValueError(f"bitfield of {have.size} pieces for a task of {size}")
         config = self.config
-        slots = config.max_in_flight - self.in_flight
+        slots = config.max_in_flight - self._requests
         if slots <= 0 or not parents:
             return []
         all_bits = (1 << size) - 1
@@ -245,12 +247,14 @@ class PiecePlanner:
         self._in_flight.setdefault(piece, []).append(parent_id)
         self._in_flight_bits |= 1 << piece
         self._per_parent[parent_id] = self._per_parent.get(parent_id, 0) + 1
+        self._requests += 1
 
     def _finish(self, piece: int, parent_id: str) -> bool:
         asked = self._in_flight.get(piece)
         if asked is None or parent_id not in asked:
             return False
         asked.remove(parent_id)
+        self._requests -= 1
         count = self._per_parent[parent_id] - 1
         if count:
             self._per_parent[parent_id] = count
