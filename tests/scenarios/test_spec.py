@@ -134,7 +134,38 @@ BAD_FILES = [
         "[hosts]\ncount = 10\n[content]\nsize = '1GiB'\n[scheduler]\nretry_interval = true\n",
         "scheduler.retry_interval: expected",
     ),
+    (
+        "[hosts]\ncount = 10\n[content]\nsize = '1GiB'\n[daemon]\nslow_fraction = 2\n",
+        "daemon.slow_fraction: expected a fraction",
+    ),
+    (
+        "[hosts]\ncount = 10\n[content]\nsize = '1GiB'\n[daemon]\nsuper_seeding = 'yes'\n",
+        "daemon.super_seeding: expected true or false",
+    ),
+    (
+        "[hosts]\ncount = 10\n[content]\nsize = '1GiB'\n[daemon]\nslow_window = '0s'\n",
+        "daemon.slow_window: expected a duration above zero",
+    ),
 ]
+
+
+def test_the_daemon_section_reaches_the_simulator(tmp_path: Path) -> None:
+    from damselfly.scenarios.build import build
+
+    text = (
+        "[hosts]\ncount = 4\n[content]\nsize = '64MiB'\n[daemon]\nsuper_seeding = false\n"
+        "slow_window = '2s'\nslow_fraction = 0.25\nstall_timeout = '1s'\n"
+        "report_interval = '50ms'\nupload_concurrency = 4\n"
+    )
+    options = build(read_scenario(write(tmp_path, text))).options
+    assert options.super_seeding is False
+    assert (options.slow_window, options.slow_fraction) == (2.0, 0.25)
+    assert (options.stall_timeout, options.report_interval) == (1.0, 0.05)
+    assert options.upload_concurrency == 4
+    defaults = build(
+        read_scenario(write(tmp_path, "[hosts]\ncount = 4\n[content]\nsize = '64MiB'\n"))
+    ).options
+    assert defaults.super_seeding is True and defaults.slow_fraction == 0.5
 
 
 @pytest.mark.parametrize(("text", "message"), BAD_FILES)

@@ -69,6 +69,7 @@ def build(scenario: Scenario, *, seed: int | None = None) -> SimInputs:
         evaluator_params=_evaluator_params(scheduler.get("evaluator", "default"), graph),
         rerate=scenario.get("run", "rerate", "local"),
         quantum=scenario.get("run", "quantum", 0.0),
+        **scenario.values.get("daemon", {}),
     )
     hosts = [n for n, d in graph.nodes(data=True) if d.get("role") == "host"]
     description = {

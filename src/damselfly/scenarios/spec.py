@@ -18,6 +18,9 @@ as "2GiB", "10Gbit/s", "5ms", parsed by :mod:`damselfly.units`)::
                  corrupt_fraction
     [scheduler]  evaluator, any SchedulerConfig field, max_in_flight, max_per_parent,
                  piece_policy
+    [daemon]     what every simulated daemon does (see damselfly.sim.SimOptions):
+                 super_seeding, slow_window, slow_fraction, stall_timeout,
+                 source_timeout, report_interval, upload_concurrency
     [run]        seed, time_cap, rerate, quantum
     [sweep]      "section.key" = [values...] (a grid), repetitions = N;
                  shorthands: seeds = [...] (seed peer counts), evaluator = [...]
@@ -69,6 +72,13 @@ def _units(parser: Callable[[Any], Any], example: str) -> Callable[[Any], Any]:
 size = _units(parse_size, "2GiB")
 rate = _units(parse_rate, "10Gbit/s")
 duration = _units(parse_duration, "5ms")
+
+
+def positive_duration(value: Any) -> float:
+    parsed = duration(value)
+    if not parsed > 0:
+        raise _Invalid(f"a duration above zero, such as '1s', not {value!r}")
+    return float(parsed)
 
 
 def positive_rate(value: Any) -> float:
@@ -251,6 +261,15 @@ SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
         "max_per_parent": integer(1),
         "piece_policy": choice(*(policy.value for policy in PiecePolicy)),
         **_CONFIG_PARSERS,
+    },
+    "daemon": {
+        "super_seeding": boolean,
+        "slow_window": positive_duration,
+        "slow_fraction": fraction,
+        "stall_timeout": duration,
+        "source_timeout": duration,
+        "report_interval": duration,
+        "upload_concurrency": integer(1),
     },
     "run": {
         "seed": integer(0),
