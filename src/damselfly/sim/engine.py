@@ -10,8 +10,14 @@ the runtime daemon does, and nothing more:
 - it asks its :class:`~damselfly.scheduling.PiecePlanner` for the next (piece, parent)
   requests, and each request becomes a flow in the network;
 - it verifies every piece (a corrupt one is reported with ``piece_failed``, which blocks the
-  parent, and fetched again elsewhere), reports finished pieces in batches, and reports
-  success; it keeps serving afterwards;
+  parent, and fetched again elsewhere), reports finished pieces in batches every
+  ``report_interval`` (0.1 s, as the daemon does), and reports success; it keeps serving
+  afterwards;
+- as a parent it offers its children what its :class:`~damselfly.scheduling.PieceOffer`
+  says: everything it holds, or, on a seed host, each piece once before any piece twice
+  (super-seeding);
+- when its download from parents runs below half its download rate for a second
+  (:class:`~damselfly.scheduling.SlowDownloadWatch`), it asks to be rescheduled;
 - when its parents cannot fill its request slots (they have nothing more it lacks, or
   they are at the planner's per-parent limit), it waits ``stall_timeout`` for them to
   progress, then asks to be rescheduled; with no piece for ``source_timeout`` it goes back
