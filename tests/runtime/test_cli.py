@@ -157,3 +157,37 @@ async def test_a_get_that_goes_away_leaves_the_download_running(
     assert Path(result["path"]).read_bytes() == data
     await asyncio.sleep(0.3)
     assert "unhandled error" not in (tmp_path / "lone.log").read_text()
+
+
+async def test_get_in_process_reads_the_cluster_token_from_a_file(
+    origin: Origin, swarm: Swarm, tmp_path: Path
+) -> None:
+    data, _ = make_content(origin.root, "f.bin", 1024 * 1024 + 5)
+    scheduler = await swarm.start_scheduler()
+    await swarm.start_daemon("seed0", seed=True)
+    (tmp_path / "right").write_text(TOKEN + "\n")
+    (tmp_path / "wrong").write_text("not-the-token\n")
+
+    async def get_with(token_file: str) -> tuple[int, str, Path]:
+        output = tmp_path / f"{Path(token_file).name}.bin"
+        process = await asyncio.create_subprocess_exec(
+            *COMMAND, "get", f"{origin.url}/f.bin", "-O", str(output),
+            "--scheduler", scheduler.address, "--token-file", token_file,
+            "--disable-back-to-source", "--timeout", "60s", "--quiet",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "DAMSELFLY_TOKEN": "not-the-token-either"},
+        )  # fmt: skip
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=90)
+        assert process.returncode is not None
+        return process.returncode, stderr.decode(), output
+
+    # The file's token wins over the environment's: the scheduler takes the peer, whose
+    # bytes then come from the seed (the origin is off limits).
+    code, stderr, output = await get_with(str(tmp_path / "right"))
+    assert code == 0, stderr
+    assert output.read_bytes() == data
+    code, stderr, output = await get_with(str(tmp_path / "wrong"))
+    assert code != 0 and len(stderr.strip().splitlines()) == 1, stderr
+    assert not output.exists()
+    code, stderr, output = await get_with(str(tmp_path / "missing"))
+    assert code == 2 and "token file" in stderr and len(stderr.strip().splitlines()) == 1, stderr

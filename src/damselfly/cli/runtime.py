@@ -211,6 +211,11 @@ def daemon(**options: Any) -> None:
 @click.option("--daemon", "socket_path", help=f"Local daemon socket (default {DEFAULT_SOCKET}).")
 @click.option("--scheduler", "scheduler_url", help="Scheduler for an in-process peer.")
 @click.option("--token", help="Cluster token for an in-process peer (or DAMSELFLY_TOKEN).")
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False),
+    help="File holding the cluster token, for an in-process peer.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def get(**options: Any) -> None:
     """Download a URL through the peer-to-peer network."""
@@ -255,7 +260,19 @@ def get(**options: Any) -> None:
         # must not stop `get` from running a peer in process.
         socket_path = DEFAULT_SOCKET
     scheduler_url = options["scheduler_url"] or os.environ.get("DAMSELFLY_SCHEDULER")
-    token = options["token"] or os.environ.get("DAMSELFLY_TOKEN")
+    import logging
+
+    from damselfly.runtime.config import ConfigError, read_token
+
+    # An in-process peer logs like a daemon; `get` speaks for it in one line of outcome (and
+    # a progress bar), so its log records go nowhere rather than to Python's last resort.
+    logging.getLogger("damselfly").addHandler(logging.NullHandler())
+    try:
+        token = read_token(
+            options["token"] or os.environ.get("DAMSELFLY_TOKEN"), options["token_file"]
+        )
+    except ConfigError as error:
+        raise InputError(str(error)) from None
     asyncio.run(
         _with_timeout(
             _get(request, output, socket_path, scheduler_url, token, options["quiet"]),
