@@ -119,21 +119,10 @@ async def test_a_restarted_daemon_resumes_without_fetching_pieces_again(
 ) -> None:
     data, _ = make_content(origin.root, "f.bin", SIZE)
     url = f"{origin.url}/f.bin"
-    task = task_id(url)
     await swarm.start_scheduler()
     await swarm.start_daemon("seed0", seed=True)
     first = await swarm.start_daemon("peer0", extra=SLOW)
-    interrupted = asyncio.create_task(get(str(tmp_path / "peer0.sock"), url))
-    await wait_for_pieces(first.address, task, 3)
-    await asyncio.sleep(0.5)  # pieces arrive in bursts; let the next checkpoint list them
-    first.kill()
-    await first.process.wait()
-    with pytest.raises(Exception):  # noqa: B017 (the daemon died under it)
-        await asyncio.wait_for(interrupted, timeout=10)
-
-    meta = json.loads((tmp_path / "peer0" / "tasks" / task / "meta.json").read_text())
-    durable = int.from_bytes(base64.b64decode(meta["verified"]), "little").bit_count()
-    assert 0 < durable < SIZE // PIECE
+    durable = await kill_halfway(first, "peer0", url, tmp_path)
 
     second = await swarm.start_daemon("peer0")
     result = await asyncio.wait_for(get(str(tmp_path / "peer0.sock"), url), timeout=90)
@@ -241,6 +230,24 @@ async def test_peers_wait_their_turn_at_a_parent_with_one_upload_slot(
         assert Path(result["path"]).read_bytes() == data
 
 
+async def kill_halfway(daemon: Any, name: str, url: str, tmp_path: Path) -> int:
+    """Start a `get` of ``url`` through ``daemon`` (named ``name``), kill the daemon once it
+    holds 3 pieces, and return how many verified pieces its metadata file recorded (some,
+    not all)."""
+    task = task_id(url)
+    interrupted = asyncio.create_task(get(str(tmp_path / f"{name}.sock"), url))
+    await wait_for_pieces(daemon.address, task, 3)
+    await asyncio.sleep(0.5)  # pieces arrive in bursts; let the next checkpoint list them
+    daemon.kill()  # no goodbye: only what is on disk survives
+    await daemon.process.wait()
+    with pytest.raises(Exception):  # noqa: B017 (the daemon died under it)
+        await asyncio.wait_for(interrupted, timeout=10)
+    meta = json.loads((tmp_path / name / "tasks" / task / "meta.json").read_text())
+    durable = int.from_bytes(base64.b64decode(meta["verified"]), "little").bit_count()
+    assert 0 < durable < SIZE // PIECE
+    return durable
+
+
 @contextlib.asynccontextmanager
 async def private_origin(
     tmp_path: Path, size: int, seen: dict[str, int]
@@ -296,19 +303,9 @@ async def test_a_daemon_without_a_scheduler_also_resumes(
 ) -> None:
     data, _ = make_content(origin.root, "f.bin", SIZE)
     url = f"{origin.url}/f.bin"
-    task = task_id(url)
     slow = ["--back-to-source-rate", "64Mbit/s"]
     first = await swarm.start_daemon("lone", extra=slow)
-    interrupted = asyncio.create_task(get(str(tmp_path / "lone.sock"), url))
-    await wait_for_pieces(first.address, task, 3)
-    await asyncio.sleep(0.5)  # the first piece of a burst triggers a checkpoint
-    first.kill()
-    await first.process.wait()
-    with pytest.raises(Exception):  # noqa: B017 (the daemon died under it)
-        await asyncio.wait_for(interrupted, timeout=10)
-    meta = json.loads((tmp_path / "lone" / "tasks" / task / "meta.json").read_text())
-    durable = int.from_bytes(base64.b64decode(meta["verified"]), "little").bit_count()
-    assert 0 < durable < SIZE // PIECE
+    durable = await kill_halfway(first, "lone", url, tmp_path)
 
     second = await swarm.start_daemon("lone")
     result = await asyncio.wait_for(get(str(tmp_path / "lone.sock"), url), timeout=60)
