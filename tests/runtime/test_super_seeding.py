@@ -60,11 +60,16 @@ async def offered(client: TestClient) -> list[int]:
     return list(Bitfield.from_bytes(body["piece_count"], bytes.fromhex(body["bitfield"])))
 
 
-async def fetch(client: TestClient, index: int) -> bytes:
+async def request_piece(client: TestClient, index: int) -> Any:
+    """Ask for piece ``index`` (1 MiB); the response's body is not read yet."""
     headers = {**AUTH, "Range": f"bytes={index * MiB}-{(index + 1) * MiB - 1}"}
     response = await client.get(f"/download/v1/tasks/{task_id(URL)}/data", headers=headers)
     assert response.status == 206
-    return await response.read()
+    return response
+
+
+async def fetch(client: TestClient, index: int) -> bytes:
+    return bytes(await (await request_piece(client, index)).read())
 
 
 async def test_the_bitfield_endpoint_answers_the_seeds_offer(
@@ -81,9 +86,7 @@ async def test_the_bitfield_endpoint_answers_the_seeds_offer(
         assert await fetch(client, 0) == piece_bytes(0)
 
         # An upload that does not complete puts its piece back.
-        headers = {**AUTH, "Range": f"bytes={MiB}-{2 * MiB - 1}"}
-        response = await client.get(f"/download/v1/tasks/{task_id(URL)}/data", headers=headers)
-        assert response.status == 206
+        response = await request_piece(client, 1)
         await response.content.readexactly(1024)
         assert await offered(client) == [2, 3]
         response.close()  # the child gives up on the piece
