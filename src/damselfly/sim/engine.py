@@ -222,7 +222,6 @@ class SimPeer:
         "planner",
         "record",
         "registered",
-        "report_time",
         "reports",
         "reschedule_pending",
         "stall_armed",
@@ -264,8 +263,8 @@ class SimPeer:
         self.state = WAITING
         self.last_progress = 0.0
         self.registered = False
-        self.reports: list[PieceReport] = []  # the batch leaving at `report_time`
-        self.report_time = -1.0  # -1: no batch waiting
+        # Finished pieces not reported yet; a flush is due while it is not empty.
+        self.reports: list[PieceReport] = []
         self.reschedule_pending = False
         self.stall_armed = False
         self.starved = False
@@ -661,7 +660,7 @@ class Simulation:
         """A request for ``piece`` reached ``parent``'s offer; if that ended a seed's first
         round, children waiting for pieces may now ask it for any."""
         offer = parent.offer
-        if not offer.super_seeding or not offer.first_round:
+        if not offer.first_round:  # never, without super-seeding
             return
         offer.started(piece)
         if not offer.first_round:
@@ -751,11 +750,9 @@ class Simulation:
             duration=now - flow.started_at,
         )
         if peer.registered:
+            if not peer.reports:
+                self._later(self.options.report_interval, self._flush_reports, peer)
             peer.reports.append(report)
-            if peer.report_time < 0.0:
-                interval = self.options.report_interval
-                peer.report_time = now + interval
-                self._later(interval, self._flush_reports, peer)
         for child in peer.children.values():
             if child.starved and not (child.have.bits >> piece) & 1:
                 self._pump(child)
@@ -777,7 +774,6 @@ class Simulation:
     def _flush_reports(self, peer: SimPeer) -> None:
         """Send the pieces finished since the last batch in one message (the daemon sends a
         batch every ``report_interval`` seconds, and at once when it is done)."""
-        peer.report_time = -1.0
         batch = peer.reports
         if not batch or peer.host.crashed:
             return
