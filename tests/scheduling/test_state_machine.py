@@ -170,7 +170,7 @@ class SchedulerMachine(RuleBasedStateMachine):
             assert not set(peer.parents) & peer.blocked
             for parent in peer.parents.values():
                 assert parent.children[peer.id] is peer
-                assert parent.level < peer.level, "levels order the parent graph"
+                assert parent.order < peer.order, "the topological order holds"
                 assert parent.host is not peer.host
                 assert parent.id in scheduler.peers
                 edges[parent.host.id] += 1

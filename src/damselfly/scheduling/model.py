@@ -198,7 +198,9 @@ class Peer:
     disable_back_to_source: bool = False
     schedule_attempts: int = 0
     retry_at: float = math.inf
-    level: int = 0
+    # Position in the task's topological order: below every child's (kept by the
+    # Scheduler; see Scheduler._moved_by).
+    order: int = 0
     piece_costs: PieceCosts = field(default_factory=lambda: PieceCosts(), repr=False)
 
     def apply(self, event: PeerEvent) -> PeerState:

@@ -34,6 +34,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from random import Random
 from typing import Any
 
@@ -69,6 +70,7 @@ from damselfly.scheduling.states import HostKind, PeerEvent, PeerState
 __all__ = ["PieceReport", "Scheduler"]
 
 _RECEIVING = (PeerState.RUNNING, PeerState.BACK_TO_SOURCE)
+_order_of = attrgetter("order")
 TASK_ID_CACHE_SIZE = 4096
 
 
@@ -121,6 +123,10 @@ class Scheduler:
         self._clock = 0.0
         self._woken: dict[str, None] = {}
         self._task_ids: dict[tuple[str, str, str, str, tuple[str, ...]], str] = {}
+        # The ends of the peers' topological order (see _moved_by): new peers go last,
+        # peers that will have no parents again go first.
+        self._last_order = 0
+        self._first_order = 0
 
     # -- lookups -----------------------------------------------------------------------
 
@@ -259,6 +265,7 @@ class Scheduler:
             disable_back_to_source=disable_back_to_source,
         )
         peer.apply(PeerEvent.REGISTER)
+        self._place_last(peer)
         self.peers[peer_id] = peer
         task.peers[peer_id] = peer
         task.updated_at = now
@@ -659,9 +666,10 @@ class Scheduler:
                 and parent.id not in peer.blocked
                 and parent.can_serve
                 and host.upload_edges < host.upload_slots
-                and not self._would_cycle(parent, peer)
             ):
-                self._link(parent, peer)
+                moved = self._moved_by(parent, peer)
+                if moved is not None:
+                    self._link(parent, peer, moved)
         if peer.parents and peer.state is PeerState.RECEIVED_NORMAL:
             peer.apply(PeerEvent.DOWNLOAD)
         self._refresh_pool(peer)
@@ -716,7 +724,6 @@ class Scheduler:
         is_bad_parent = evaluator.is_bad_parent
         host = peer.host
         blocked = peer.blocked
-        has_children = bool(peer.children)
         candidates = []
         # Cheapest tests first: this loop runs for every sampled candidate of every decision.
         for candidate in peer.task.parent_pool.sample(self.rng, config.filter_parent_limit):
@@ -742,9 +749,10 @@ class Scheduler:
             parent_host = parent.host
             if parent_host.upload_edges >= parent_host.upload_slots:
                 continue
-            if has_children and self._would_cycle(parent, peer):
+            moved = self._moved_by(parent, peer)
+            if moved is None:
                 continue
-            self._link(parent, peer)
+            self._link(parent, peer, moved)
             chosen.append(parent)
             if len(chosen) == limit:
                 break
@@ -755,64 +763,87 @@ class Scheduler:
         self._refresh_pool(peer)
         return tuple(parent.id for parent in chosen)
 
-    @staticmethod
-    def _would_cycle(parent: Peer, child: Peer) -> bool:
-        """Whether ``child`` is ``parent`` or one of its ancestors.
+    def _would_cycle(self, parent: Peer, child: Peer) -> bool:
+        """Whether ``child`` is ``parent`` or one of its ancestors."""
+        return self._moved_by(parent, child) is None
 
-        Every peer carries a ``level`` greater than each of its parents' (see :meth:`_link`),
-        so an ancestor of ``parent`` always has a lower level than ``parent``. If ``parent``
-        is not above ``child``, ``child`` cannot be its ancestor: no walk at all, the common
-        case. Otherwise the walk up from ``parent`` skips every ancestor whose level is
-        already at or below ``child``'s: none of them, nor any of their ancestors, can be it.
+    @staticmethod
+    def _moved_by(parent: Peer, child: Peer) -> list[Peer] | None:
+        """The forward half of Pearce and Kelly's dynamic topological order for the edge
+        ``parent`` -> ``child``: None if the edge would close a cycle, else the peers that
+        must move behind ``parent`` when it is added (see :meth:`_link`).
+
+        Every peer's ``order`` is below its children's. If ``parent`` comes before
+        ``child`` already, nothing moves and no walk is needed, the common case. Otherwise
+        a path from ``child`` down to ``parent`` could only pass through peers ordered
+        before ``parent``, so the walk visits just ``child``'s descendants in that window;
+        they are what moves.
         """
         if parent is child:
-            return True
-        floor = child.level
-        if parent.level <= floor or not child.children:
-            return False
-        stack = [parent]
-        seen = {parent.id}
+            return None
+        bound = parent.order
+        if bound < child.order:
+            return []
+        moved = [child]
+        if not child.children:
+            return moved
+        seen = {child}
+        stack = [child]
         while stack:
             current = stack.pop()
-            for ancestor in current.parents.values():
-                if ancestor is child:
-                    return True
-                if ancestor.level > floor and ancestor.id not in seen:
-                    seen.add(ancestor.id)
-                    stack.append(ancestor)
-        return False
+            for grandchild in current.children.values():
+                if grandchild is parent:
+                    return None
+                if grandchild.order < bound and grandchild not in seen:
+                    seen.add(grandchild)
+                    moved.append(grandchild)
+                    stack.append(grandchild)
+        return moved
 
-    # -- edges and the parent pool -------------------------------------------------------
+    # -- edges, the topological order and the parent pool --------------------------------
 
-    def _link(self, parent: Peer, child: Peer) -> None:
+    def _link(self, parent: Peer, child: Peer, moved: list[Peer]) -> None:
+        """Add the edge; ``moved`` is what :meth:`_moved_by` returned for it."""
         child.parents[parent.id] = parent
         parent.children[child.id] = child
         parent.host.upload_edges += 1
-        if child.level <= parent.level:
-            self._raise_level(child, parent.level + 1)
+        if moved:
+            self._reorder(parent, child, moved)
 
     @staticmethod
-    def _sink(peer: Peer) -> None:
-        """A peer that will have no parents again (it holds everything, or fetches from the
-        origin) moves to the bottom level: its children stay above it, and as a candidate
-        parent it then passes the cycle check's fast path for every child."""
-        peer.level = 0
-
-    @staticmethod
-    def _raise_level(peer: Peer, level: int) -> None:
-        """Lift ``peer`` to ``level`` and its descendants above it, keeping every peer's
-        level above its parents'. This runs only when a peer gains a parent at or above its
-        own level. A level falls only to 0, when a peer will have no parents again (see
-        :meth:`_sink`)."""
-        peer.level = level
-        stack = [peer]
+    def _reorder(parent: Peer, child: Peer, moved: list[Peer]) -> None:
+        """Pearce and Kelly's reordering: ``parent`` and its ancestors ordered after
+        ``child`` take the lowest of the window's order numbers (keeping their relative
+        order), ``moved`` the rest. Peers outside the window keep their numbers, so the
+        cost is that of the window, not of the graph below ``child``."""
+        floor = child.order
+        ahead = [parent]
+        seen = {parent}
+        stack = [parent]
         while stack:
             current = stack.pop()
-            above = current.level + 1
-            for grandchild in current.children.values():
-                if grandchild.level < above:
-                    grandchild.level = above
-                    stack.append(grandchild)
+            for ancestor in current.parents.values():
+                if ancestor.order > floor and ancestor not in seen:
+                    seen.add(ancestor)
+                    ahead.append(ancestor)
+                    stack.append(ancestor)
+        ahead.sort(key=_order_of)
+        moved.sort(key=_order_of)
+        numbers = sorted([peer.order for peer in ahead] + [peer.order for peer in moved])
+        for peer, number in zip(ahead + moved, numbers, strict=True):
+            peer.order = number
+
+    def _place_last(self, peer: Peer) -> None:
+        """A new peer has no edges: it goes behind every other."""
+        self._last_order += 1
+        peer.order = self._last_order
+
+    def _sink(self, peer: Peer) -> None:
+        """A peer that will have no parents again (it holds everything, or fetches from the
+        origin) goes before every other: its children stay behind it, and as a candidate
+        parent it then passes the cycle check without a walk for every child."""
+        self._first_order -= 1
+        peer.order = self._first_order
 
     def _unlink(self, parent: Peer, child: Peer) -> None:
         del child.parents[parent.id]
