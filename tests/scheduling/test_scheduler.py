@@ -441,7 +441,7 @@ def test_a_wake_that_finds_nothing_costs_no_try() -> None:
 
 def test_cycle_check_agrees_with_a_full_ancestor_walk() -> None:
     # Many reschedules over a small swarm build and rebuild a deep parent graph; for every
-    # pair, the level-pruned check must answer what a full walk answers.
+    # pair, the order-pruned check must answer what a full walk answers.
     scheduler = make(hosts=30, candidate_parent_limit=3)
     register(scheduler, "p0", "h0")
     for index in range(1, 30):
@@ -450,6 +450,28 @@ def test_cycle_check_agrees_with_a_full_ancestor_walk() -> None:
     for step in range(300):
         scheduler.reschedule(float(step), f"p{rng.randrange(1, 30)}")
     peers = list(scheduler.peers.values())
+    for parent in peers:
+        for child in peers:
+            expected = parent is child or _is_ancestor(parent, child)
+            assert scheduler._would_cycle(parent, child) == expected
+
+
+def test_the_topological_order_survives_running_out_of_room() -> None:
+    # With two order numbers between neighbours, moving peers ahead soon finds no room and
+    # the task's orders are spread out again; the order and the cycle test must hold.
+    scheduler = make(hosts=30, candidate_parent_limit=3)
+    scheduler._order_spacing = 2
+    register(scheduler, "p0", "h0")
+    for index in range(1, 30):
+        register(scheduler, f"p{index}", f"h{index}")
+    rng = Random(5)
+    for step in range(300):
+        scheduler.reschedule(float(step), f"p{rng.randrange(1, 30)}")
+    assert scheduler.order_spreads > 0
+    peers = list(scheduler.peers.values())
+    for peer in peers:
+        for parent in peer.parents.values():
+            assert parent.order < peer.order
     for parent in peers:
         for child in peers:
             expected = parent is child or _is_ancestor(parent, child)

@@ -71,6 +71,8 @@ __all__ = ["PieceReport", "Scheduler"]
 
 _RECEIVING = (PeerState.RUNNING, PeerState.BACK_TO_SOURCE)
 _order_of = attrgetter("order")
+# Room between two peers' places in a task's topological order (see Scheduler._move_ahead).
+ORDER_SPACING = 1 << 40
 TASK_ID_CACHE_SIZE = 4096
 
 
@@ -123,10 +125,12 @@ class Scheduler:
         self._clock = 0.0
         self._woken: dict[str, None] = {}
         self._task_ids: dict[tuple[str, str, str, str, tuple[str, ...]], str] = {}
-        # The ends of the peers' topological order (see _moved_by): new peers go last,
+        # The ends of the peers' topological order (see _ahead_of): new peers go last,
         # peers that will have no parents again go first.
+        self._order_spacing = ORDER_SPACING
         self._last_order = 0
         self._first_order = 0
+        self.order_spreads = 0
 
     # -- lookups -----------------------------------------------------------------------
 
@@ -667,9 +671,9 @@ class Scheduler:
                 and parent.can_serve
                 and host.upload_edges < host.upload_slots
             ):
-                moved = self._moved_by(parent, peer)
-                if moved is not None:
-                    self._link(parent, peer, moved)
+                ahead = self._ahead_of(parent, peer)
+                if ahead is not None:
+                    self._link(parent, peer, ahead)
         if peer.parents and peer.state is PeerState.RECEIVED_NORMAL:
             peer.apply(PeerEvent.DOWNLOAD)
         self._refresh_pool(peer)
@@ -749,10 +753,10 @@ class Scheduler:
             parent_host = parent.host
             if parent_host.upload_edges >= parent_host.upload_slots:
                 continue
-            moved = self._moved_by(parent, peer)
-            if moved is None:
+            ahead = self._ahead_of(parent, peer)
+            if ahead is None:
                 continue
-            self._link(parent, peer, moved)
+            self._link(parent, peer, ahead)
             chosen.append(parent)
             if len(chosen) == limit:
                 break
@@ -765,84 +769,97 @@ class Scheduler:
 
     def _would_cycle(self, parent: Peer, child: Peer) -> bool:
         """Whether ``child`` is ``parent`` or one of its ancestors."""
-        return self._moved_by(parent, child) is None
+        return self._ahead_of(parent, child) is None
 
     @staticmethod
-    def _moved_by(parent: Peer, child: Peer) -> list[Peer] | None:
-        """The forward half of Pearce and Kelly's dynamic topological order for the edge
-        ``parent`` -> ``child``: None if the edge would close a cycle, else the peers that
-        must move behind ``parent`` when it is added (see :meth:`_link`).
+    def _ahead_of(parent: Peer, child: Peer) -> list[Peer] | None:
+        """None if the edge ``parent`` -> ``child`` would close a cycle; otherwise the peers
+        that must move in front of ``child`` when it is added (see :meth:`_move_ahead`).
 
-        Every peer's ``order`` is below its children's. If ``parent`` comes before
-        ``child`` already, nothing moves and no walk is needed, the common case. Otherwise
-        a path from ``child`` down to ``parent`` could only pass through peers ordered
-        before ``parent``, so the walk visits just ``child``'s descendants in that window;
-        they are what moves.
+        Every peer's ``order`` is below its children's, so a parent ordered before
+        ``child`` cannot close a cycle: no walk at all, the common case. Otherwise the walk
+        goes up from ``parent`` through ancestors ordered at or after ``child`` (an ancestor
+        ordered before it cannot be it, nor have it above). Meeting ``child`` means a cycle;
+        if not, the walk found exactly the peers to move. Walking up is cheap: a peer has a
+        few parents, where it may have dozens of children.
         """
         if parent is child:
             return None
-        bound = parent.order
-        if bound < child.order:
-            return []
-        moved = [child]
-        if not child.children:
-            return moved
-        seen = {child}
-        stack = [child]
-        while stack:
-            current = stack.pop()
-            for grandchild in current.children.values():
-                if grandchild is parent:
-                    return None
-                if grandchild.order < bound and grandchild not in seen:
-                    seen.add(grandchild)
-                    moved.append(grandchild)
-                    stack.append(grandchild)
-        return moved
-
-    # -- edges, the topological order and the parent pool --------------------------------
-
-    def _link(self, parent: Peer, child: Peer, moved: list[Peer]) -> None:
-        """Add the edge; ``moved`` is what :meth:`_moved_by` returned for it."""
-        child.parents[parent.id] = parent
-        parent.children[child.id] = child
-        parent.host.upload_edges += 1
-        if moved:
-            self._reorder(parent, child, moved)
-
-    @staticmethod
-    def _reorder(parent: Peer, child: Peer, moved: list[Peer]) -> None:
-        """Pearce and Kelly's reordering: ``parent`` and its ancestors ordered after
-        ``child`` take the lowest of the window's order numbers (keeping their relative
-        order), ``moved`` the rest. Peers outside the window keep their numbers, so the
-        cost is that of the window, not of the graph below ``child``."""
         floor = child.order
+        if parent.order < floor:
+            return []
         ahead = [parent]
         seen = {parent}
         stack = [parent]
         while stack:
-            current = stack.pop()
-            for ancestor in current.parents.values():
-                if ancestor.order > floor and ancestor not in seen:
+            for ancestor in stack.pop().parents.values():
+                if ancestor is child:
+                    return None
+                if ancestor.order >= floor and ancestor not in seen:
                     seen.add(ancestor)
                     ahead.append(ancestor)
                     stack.append(ancestor)
+        return ahead
+
+    # -- edges, the topological order and the parent pool --------------------------------
+
+    def _link(self, parent: Peer, child: Peer, ahead: list[Peer]) -> None:
+        """Add the edge; ``ahead`` is what :meth:`_ahead_of` returned for it."""
+        child.parents[parent.id] = parent
+        parent.children[child.id] = child
+        parent.host.upload_edges += 1
+        if ahead:
+            self._move_ahead(child, ahead)
+
+    def _move_ahead(self, child: Peer, ahead: list[Peer]) -> None:
+        """Give the peers in ``ahead`` new orders just in front of ``child``'s, in their
+        present sequence.
+
+        Nothing else moves. Each peer in ``ahead`` stays behind its parents outside the set
+        (all ordered before ``child``: one after it would be in the set) and in front of its
+        children outside it (ordered after it already, so after ``child``). Orders are
+        integers spaced ``ORDER_SPACING`` apart when given, so there is room between two
+        peers; when a gap runs out, the task's orders are spread out again, at least as far
+        apart as there are peers to move.
+        """
+        count = len(ahead)
+        while True:
+            ceiling = child.order
+            floor = max(
+                (
+                    above.order
+                    for peer in ahead
+                    for above in peer.parents.values()
+                    if above.order < ceiling
+                ),
+                default=ceiling - self._order_spacing,
+            )
+            if ceiling - floor > count:
+                break
+            self._spread_orders(child.task, max(self._order_spacing, count + 1))
+        step = (ceiling - floor) // (count + 1)
         ahead.sort(key=_order_of)
-        moved.sort(key=_order_of)
-        numbers = sorted([peer.order for peer in ahead] + [peer.order for peer in moved])
-        for peer, number in zip(ahead + moved, numbers, strict=True):
-            peer.order = number
+        for rank, peer in enumerate(ahead, 1):
+            peer.order = floor + rank * step
+
+    def _spread_orders(self, task: Task, spacing: int) -> None:
+        """Renumber a task's peers ``spacing`` apart, keeping their sequence."""
+        self.order_spreads += 1
+        base = self._first_order
+        for rank, peer in enumerate(sorted(task.peers.values(), key=_order_of), 1):
+            peer.order = base + rank * spacing
+        self._last_order = max(self._last_order, base + (len(task.peers) + 1) * spacing)
 
     def _place_last(self, peer: Peer) -> None:
         """A new peer has no edges: it goes behind every other."""
-        self._last_order += 1
+        self._last_order += self._order_spacing
         peer.order = self._last_order
 
     def _sink(self, peer: Peer) -> None:
         """A peer that will have no parents again (it holds everything, or fetches from the
-        origin) goes before every other: its children stay behind it, and as a candidate
-        parent it then passes the cycle check without a walk for every child."""
-        self._first_order -= 1
+        origin) goes in front of every other: its children stay behind it, and as a
+        candidate parent it then passes the cycle check without a walk for every child."""
+        self._first_order -= self._order_spacing
         peer.order = self._first_order
 
     def _unlink(self, parent: Peer, child: Peer) -> None:
