@@ -354,6 +354,31 @@ class Scheduler:
         InvalidTransitionError (a peer that is not receiving), PeerMisbehavedError (a
         digest that contradicts the task's).
         """
+        self._apply_piece(
+            now, self._reporting_peer(peer_id), piece, length, parent_id, duration, digest
+        )
+        return []
+
+    def pieces_finished(
+        self, now: float, peer_id: str, reports: Sequence[PieceReport]
+    ) -> list[Decision]:
+        """Several :meth:`piece_finished` reports at once (what a daemon batches), with the
+        same checks; the peer is looked up once. Reports before a bad one stay applied."""
+        peer = self._reporting_peer(peer_id)
+        apply = self._apply_piece
+        for report in reports:
+            apply(
+                now,
+                peer,
+                report.piece,
+                report.length,
+                report.parent_id,
+                report.duration,
+                report.digest,
+            )
+        return []
+
+    def _reporting_peer(self, peer_id: str) -> Peer:
         peer = self.peers.get(peer_id)
         if peer is None:
             raise UnknownPeerError(f"unknown peer {peer_id!r}")
@@ -362,6 +387,18 @@ class Scheduler:
             raise InvalidTransitionError(
                 f"peer {peer_id!r} is {state.value}; it cannot report pieces"
             )
+        return peer
+
+    def _apply_piece(
+        self,
+        now: float,
+        peer: Peer,
+        piece: int,
+        length: int,
+        parent_id: str | None,
+        duration: float,
+        digest: str | None,
+    ) -> None:
         task = peer.task
         if not 0 <= piece < task.piece_count:
             raise PieceOutOfRangeError(
@@ -375,7 +412,7 @@ class Scheduler:
                 task.piece_digests[piece] = digest
             elif known != digest:
                 raise PeerMisbehavedError(
-                    f"peer {peer_id!r} reports digest {digest} for piece {piece}, "
+                    f"peer {peer.id!r} reports digest {digest} for piece {piece}, "
                     f"the task knows {known}"
                 )
         if parent_id is not None:
@@ -390,26 +427,6 @@ class Scheduler:
             if duration > 0:
                 peer.piece_costs.add(duration)
         peer.updated_at = now
-        return []
-
-    def pieces_finished(
-        self, now: float, peer_id: str, reports: Sequence[PieceReport]
-    ) -> list[Decision]:
-        """Several :meth:`piece_finished` reports at once (what a daemon batches)."""
-        decisions: list[Decision] = []
-        for report in reports:
-            decisions.extend(
-                self.piece_finished(
-                    now,
-                    peer_id,
-                    report.piece,
-                    length=report.length,
-                    parent_id=report.parent_id,
-                    duration=report.duration,
-                    digest=report.digest,
-                )
-            )
-        return decisions
 
     def piece_failed(
         self,
