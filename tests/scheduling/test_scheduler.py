@@ -453,7 +453,7 @@ def test_cycle_check_agrees_with_a_full_ancestor_walk() -> None:
     for parent in peers:
         for child in peers:
             expected = parent is child or _is_ancestor(parent, child)
-            assert scheduler._would_cycle(parent, child) == expected
+            assert (scheduler._ahead_of(parent, child) is None) == expected
 
 
 def test_the_topological_order_survives_running_out_of_room() -> None:
@@ -475,7 +475,7 @@ def test_the_topological_order_survives_running_out_of_room() -> None:
     for parent in peers:
         for child in peers:
             expected = parent is child or _is_ancestor(parent, child)
-            assert scheduler._would_cycle(parent, child) == expected
+            assert (scheduler._ahead_of(parent, child) is None) == expected
 
 
 def test_a_reschedule_that_finds_nothing_new_keeps_the_parents_it_had() -> None:

@@ -130,6 +130,7 @@ class Scheduler:
         self._order_spacing = ORDER_SPACING
         self._last_order = 0
         self._first_order = 0
+        # How many times a task's order ran out of room and was renumbered.
         self.order_spreads = 0
 
     # -- lookups -----------------------------------------------------------------------
@@ -783,10 +784,6 @@ class Scheduler:
             peer.apply(PeerEvent.DOWNLOAD)
         self._refresh_pool(peer)
         return tuple(parent.id for parent in chosen)
-
-    def _would_cycle(self, parent: Peer, child: Peer) -> bool:
-        """Whether ``child`` is ``parent`` or one of its ancestors."""
-        return self._ahead_of(parent, child) is None
 
     @staticmethod
     def _ahead_of(parent: Peer, child: Peer) -> list[Peer] | None:
