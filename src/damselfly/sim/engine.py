@@ -604,19 +604,22 @@ class Simulation:
         if requests:
             network = self.network
             start = network.start
+            latency = network.latency
             on_done = self._piece_done
             me = peer.host.index
+            parents = peer.parents
+            flows = peer.flows
             limit = self.options.upload_concurrency
             length = peer.length
             plength = peer.piece_length
             for request in requests:
                 parent_id = request.parent_id
-                parent = peer.parents[parent_id]
+                parent = parents[parent_id]
                 parent_host = parent if isinstance(parent, SimHost) else parent.host
                 piece = request.piece
                 if parent_host.crashed:
                     self._later(
-                        2 * network.latency(me, parent_host.index),
+                        2 * latency(me, parent_host.index),
                         self._request_failed,
                         peer,
                         piece,
@@ -624,23 +627,23 @@ class Simulation:
                     )
                     continue
                 size = min(plength, length - piece * plength)
-                if parent is not parent_host:
+                # Only a super-seeding offer tracks uploads (the others offer all they hold).
+                if parent is not parent_host and parent.offer.super_seeding:
                     self._offer_started(parent, piece)
                 if limit is not None and len(parent_host.uploads) >= limit:
                     parent_host.queue.append((peer, piece, parent_id, size))
                     self.counters["queued_requests"] += 1
-                    peer.flows[(piece, parent_id)] = None  # queued at the parent
+                    flows[(piece, parent_id)] = None  # queued at the parent
                     continue
-                rtt = 2.0 * network.latency(me, parent_host.index)
                 flow = start(
                     parent_host.index,
                     me,
                     size,
                     on_done,
                     (peer, piece, parent_id, parent_host),
-                    first_byte_delay=rtt,
+                    first_byte_delay=2.0 * latency(me, parent_host.index),
                 )
-                peer.flows[(piece, parent_id)] = flow
+                flows[(piece, parent_id)] = flow
                 parent_host.uploads[flow.flow_id] = flow
         in_flight = planner.in_flight
         starved = in_flight < planner.config.max_in_flight
@@ -723,7 +726,6 @@ class Simulation:
             return
         if record.first_byte_at is None:
             record.first_byte_at = flow.activated_at
-        now = self.env.now
         if parent_host.corrupt:
             # The digest does not match: fetch it elsewhere, and tell the scheduler so the
             # parent is blocked.
@@ -731,32 +733,42 @@ class Simulation:
             self.counters["corrupt_pieces"] += 1
             self._request_failed(peer, piece, parent_id)
             return
+        now = self.env.now
         planner = peer.planner
         peer.last_progress = now
-        if not peer.have.set(piece):
+        have = peer.have
+        if not have.set(piece):
             self.wasted_bytes += size  # an endgame duplicate that won the race too late
             planner.cancelled(piece, parent_id)
             self._pump(peer)
             return
-        peer.offer.held_piece(piece)
-        for duplicate in planner.completed(piece, parent_id):
-            other = peer.flows.pop((piece, duplicate.parent_id), None)
-            if other is not None:
-                self._cancel(other)
-        report = PieceReport(
-            piece=piece,
-            length=size,
-            parent_id=None if parent_id == ORIGIN_ID else parent_id,
-            duration=now - flow.started_at,
-        )
+        offer = peer.offer
+        if offer.super_seeding:  # otherwise the offer is `have` itself
+            offer.held_piece(piece)
+        duplicates = planner.completed(piece, parent_id)
+        if duplicates:
+            flows = peer.flows
+            for duplicate in duplicates:
+                other = flows.pop((piece, duplicate.parent_id), None)
+                if other is not None:
+                    self._cancel(other)
         if peer.registered:
-            if not peer.reports:
+            reports = peer.reports
+            if not reports:
                 self._later(self.options.report_interval, self._flush_reports, peer)
-            peer.reports.append(report)
+            reports.append(
+                PieceReport(
+                    piece=piece,
+                    length=size,
+                    parent_id=None if parent_id == ORIGIN_ID else parent_id,
+                    duration=now - flow.started_at,
+                )
+            )
+        mask = 1 << piece
         for child in peer.children.values():
-            if child.starved and not (child.have.bits >> piece) & 1:
+            if child.starved and not child.have.bits & mask:
                 self._pump(child)
-        if peer.have.count == peer.piece_count:
+        if have.count == peer.piece_count:
             self._succeed(peer)
             return
         if (
