@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import os
 import random
+import subprocess
+import sys
 from collections import Counter
 
 import networkx as nx
@@ -156,6 +159,30 @@ def test_equal_cost_routes_spread_host_pairs_over_every_spine() -> None:
     assert min(spines.values()) > 1600 / 4 * 0.8
     # Stable: the same pair always takes the same spine, in a fresh object too.
     assert Paths(graph).route("h00000", "h00050") == paths.route("h00000", "h00050")
+
+
+_SPINES_CHOSEN = """
+from damselfly.topologies import Paths, host_ids, leaf_spine
+graph = leaf_spine(80, upload_rate=1.25e8, origin_upload_rate=1.25e8, hosts_per_rack=40, spines=4)
+paths = Paths(graph)
+print([paths.node_path(a, b)[2] for a in host_ids(graph)[:40:7] for b in host_ids(graph)[40::7]])
+"""
+
+
+def test_the_spine_a_host_pair_takes_does_not_depend_on_string_hashing() -> None:
+    # A simulation must give the same result in every process; Python salts string hashes
+    # per process, so iterating a set of node names would change the routes.
+    chosen = {
+        subprocess.run(
+            [sys.executable, "-c", _SPINES_CHOSEN],
+            env={**os.environ, "PYTHONHASHSEED": str(salt)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for salt in (1, 2, 3)
+    }
+    assert len(chosen) == 1
 
 
 def test_the_wan_link_is_a_constraining_link_between_idcs() -> None:

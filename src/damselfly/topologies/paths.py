@@ -115,7 +115,17 @@ class Paths:
         self._prune_access = prune_access
         self._switches = {node for node, role in graph.nodes(data="role") if role == SWITCH}
         # A copy, not a view: Dijkstra over a filtered view pays the filter on every edge.
-        self._fabric = nx.Graph(graph.subgraph(self._switches))
+        # Built in the graph's own order: a subgraph view of few nodes iterates the node
+        # set, whose order changes with Python's string hashing between processes, and the
+        # equal-cost routes (so which spine a host pair takes) follow that order.
+        switches = self._switches
+        self._fabric = nx.Graph()
+        self._fabric.add_nodes_from(
+            (node, data) for node, data in graph.nodes(data=True) if node in switches
+        )
+        self._fabric.add_edges_from(
+            (a, b, data) for a, b, data in graph.edges(data=True) if a in switches and b in switches
+        )
         # The common case, precomputed: endpoint -> (its one switch, its access edge data).
         self._attached: dict[str, tuple[str, dict[str, Any]]] = {}
         for node, role in graph.nodes(data="role"):
