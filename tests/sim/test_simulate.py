@@ -246,6 +246,29 @@ def test_upload_concurrency_queues_requests_without_losing_throughput() -> None:
     assert not sim.origin.queue and not sim.origin.uploads
 
 
+def test_a_crash_with_requests_queued_at_its_parents_starts_none_of_them() -> None:
+    # With one upload at a time, a peer has one request running at a parent and more
+    # queued there; when it crashes, cancelling the running one frees the parent, which
+    # must skip the crashed peer's queued requests, not start them for nobody.
+    g = flat(12, 125e6, 1250e6, seeds=1)
+    crash_at = {f"h{i}": 0.4 + 0.05 * i for i in range(6)}
+    options = SimOptions(upload_concurrency=1)
+    sim = Simulation(
+        g,
+        Workload.file(64 * MiB, faults=Faults(crash_at=crash_at)),
+        SchedulerConfig(),
+        seed=1,
+        options=options,
+    )
+    result = sim.run()
+    outcomes = result.outcomes("normal")
+    assert outcomes["crashed"] == 6
+    assert outcomes["succeeded"] == 6
+    assert result.totals["bytes_sent"] == pytest.approx(result.totals["bytes_received"])
+    for host_id in crash_at:
+        assert not sim.hosts[host_id].uploads
+
+
 def test_a_fabric_with_binding_links_obeys_physics() -> None:
     from damselfly.topologies import multi_idc
 

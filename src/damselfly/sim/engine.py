@@ -909,11 +909,13 @@ class Simulation:
             self._serve_queue(parent_host)
 
     def _drop_flows(self, peer: SimPeer) -> None:
-        for (piece, parent_id), flow in list(peer.flows.items()):
+        # Forget the requests first: a cancel lets the parent start its next queued
+        # request, which must not be another of this peer's.
+        flows, peer.flows = peer.flows, {}
+        for (piece, parent_id), flow in flows.items():
             self._cancel(flow)
             peer.planner.cancelled(piece, parent_id)
             self._offer_failed(parent_id, piece)
-        peer.flows = {}
 
     def _offer_failed(self, parent_id: str, piece: int) -> None:
         """An upload of ``piece`` from ``parent_id`` will not complete: a seed in its first
