@@ -146,8 +146,10 @@ class PiecePlanner:
                 holders.append((parent_id, field.bits))
         if not holders:
             return []
-        rarity = self._rarity_levels(holders) if config.policy is PiecePolicy.RAREST_FIRST else []
         free = [(pid, bits) for pid, bits in holders if per_parent.get(pid, 0) < cap]
+        # Counted only once a piece is wanted: many calls end before that (a child woken by
+        # a parent's new piece that it has already asked another parent for).
+        rarity: list[int] | None = None
         requests: list[PieceRequest] = []
         skipped = 0
         while slots > 0 and free:
@@ -157,6 +159,12 @@ class PiecePlanner:
             wanted = available & missing & ~self._in_flight_bits & ~skipped
             if not wanted:
                 break
+            if rarity is None:
+                rarity = (
+                    self._rarity_levels(holders)
+                    if config.policy is PiecePolicy.RAREST_FIRST
+                    else []
+                )
             piece = self._choose_piece(wanted, rarity)
             chosen = self._choose_parent(piece, free)
             if chosen is None:
