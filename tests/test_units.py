@@ -88,3 +88,13 @@ def test_format_round_trips_are_readable() -> None:
     assert format_duration(0.0042) == "4.2 ms"
     assert format_duration(95) == "1m35s"
     assert format_duration(math.inf) == "never"
+
+
+def test_formatted_figures_never_use_exponents() -> None:
+    # Binary prefixes step by 1024, so 1,000 to 1,023 of a unit must still read plainly.
+    assert format_size(1010 * 1024**3) == "1,010 GiB"
+    assert format_size(1000 * 1024**2) == "1,000 MiB"
+    assert format_size(999 * 1024**2) == "999 MiB"
+    assert format_rate(999.7e9 / 8) == "1,000 Gbit/s"
+    assert format_duration(0.9997) == "1,000 ms"
+    assert format_duration(59.99) == "60 s"

@@ -157,11 +157,19 @@ def parse_duration(text: str | int | float) -> float:
     return value * multiplier
 
 
+def _significant(value: float) -> str:
+    """Three significant digits, never in exponent form: 1.536 -> '1.54', 1010 -> '1,010'
+    (binary prefixes step by 1024, so a value may reach four digits)."""
+    if round(abs(value)) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
 def format_size(size: float) -> str:
     """Render bytes with an IEC prefix: 1536 -> '1.5 KiB'."""
     for unit, scale in (("TiB", TiB), ("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
         if abs(size) >= scale:
-            return f"{size / scale:.3g} {unit}"
+            return f"{_significant(size / scale)} {unit}"
     return f"{int(size)} B"
 
 
@@ -170,8 +178,8 @@ def format_rate(rate: float) -> str:
     bits = rate * 8.0
     for unit, scale in (("Tbit/s", 1e12), ("Gbit/s", 1e9), ("Mbit/s", 1e6), ("kbit/s", 1e3)):
         if abs(bits) >= scale:
-            return f"{bits / scale:.3g} {unit}"
-    return f"{bits:.3g} bit/s"
+            return f"{_significant(bits / scale)} {unit}"
+    return f"{_significant(bits)} bit/s"
 
 
 def format_duration(seconds: float) -> str:
@@ -179,11 +187,11 @@ def format_duration(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "never"
     if seconds < 1e-3:
-        return f"{seconds * 1e6:.3g} us"
+        return f"{_significant(seconds * 1e6)} us"
     if seconds < 1.0:
-        return f"{seconds * 1e3:.3g} ms"
+        return f"{_significant(seconds * 1e3)} ms"
     if seconds < 60.0:
-        return f"{seconds:.3g} s"
+        return f"{_significant(seconds)} s"
     minutes, rest = divmod(seconds, 60.0)
     if minutes < 60:
         return f"{int(minutes)}m{int(rest):02d}s"
