@@ -456,6 +456,28 @@ def test_cycle_check_agrees_with_a_full_ancestor_walk() -> None:
             assert (scheduler._ahead_of(parent, child) is None) == expected
 
 
+def test_the_cycle_walks_of_one_decision_may_share_what_they_learn() -> None:
+    # One decision checks several candidates for the same peer with one shared memo; every
+    # answer must still be the full walk's, in any order of candidates.
+    scheduler = make(hosts=30, candidate_parent_limit=3)
+    register(scheduler, "p0", "h0")
+    for index in range(1, 30):
+        register(scheduler, f"p{index}", f"h{index}")
+    rng = Random(7)
+    for step in range(300):
+        scheduler.reschedule(float(step), f"p{rng.randrange(1, 30)}")
+    peers = list(scheduler.peers.values())
+    for child in peers:
+        known: dict = {}  # type: ignore[type-arg]
+        for parent in rng.sample(peers, len(peers)):
+            expected = parent is child or _is_ancestor(parent, child)
+            ahead = scheduler._ahead_of(parent, child, known)
+            assert (ahead is None) == expected
+            # The same peers to move as a walk that knows nothing (their sequence is the
+            # order's business: _move_ahead sorts them).
+            assert set(ahead or ()) == set(scheduler._ahead_of(parent, child) or ())
+
+
 def test_the_topological_order_survives_running_out_of_room() -> None:
     # With two order numbers between neighbours, moving peers ahead soon finds no room and
     # the task's orders are spread out again; the order and the cycle test must hold.

@@ -764,14 +764,17 @@ class Scheduler:
         # The cycle check, the dearest test, runs on the ranked list and stops once enough
         # parents are found: the same parents as filtering first, since an evaluator ranks
         # each candidate on its own merits (an edge to one parent cannot close a cycle
-        # through another, so the checks do not depend on each other either).
+        # through another, so the checks do not depend on each other either). The walks
+        # of one decision share what they learn (see _ahead_of): an edge into the peer
+        # changes no peer's descendants.
+        known: dict[Peer, bool] = {}
         for parent in evaluator.rank(candidates, peer, now, self.rng):
             # Two candidates may share a host (two downloads of one task there): that host's
             # slots count once per edge, so check again as edges are added.
             parent_host = parent.host
             if parent_host.upload_edges >= parent_host.upload_slots:
                 continue
-            ahead = self._ahead_of(parent, peer)
+            ahead = self._ahead_of(parent, peer, known)
             if ahead is None:
                 continue
             self._link(parent, peer, ahead)
@@ -785,8 +788,10 @@ class Scheduler:
         self._refresh_pool(peer)
         return tuple(parent.id for parent in chosen)
 
-    @staticmethod
-    def _ahead_of(parent: Peer, child: Peer) -> list[Peer] | None:
+    @classmethod
+    def _ahead_of(
+        cls, parent: Peer, child: Peer, known: dict[Peer, bool] | None = None
+    ) -> list[Peer] | None:
         """None if the edge ``parent`` -> ``child`` would close a cycle; otherwise the peers
         that must move in front of ``child`` when it is added (see :meth:`_move_ahead`).
 
@@ -796,12 +801,54 @@ class Scheduler:
         ordered before it cannot be it, nor have it above). Meeting ``child`` means a cycle;
         if not, the walk found exactly the peers to move. Walking up is cheap: a peer has a
         few parents, where it may have dozens of children.
+
+        ``known`` carries what earlier walks for the same ``child`` learnt: True for a peer
+        below ``child`` (every peer on a path that met it), False for one that is not (every
+        peer a walk without a meeting visited). Meeting a True peer is a cycle at once; a
+        False one has no ``child`` above it, so the walk need not climb past it, unless
+        the answer is no cycle and its ancestors must move too: then it walks again in full.
         """
         if parent is child:
             return None
         floor = child.order
         if parent.order < floor:
             return []
+        if known is None:
+            return cls._climb(parent, child, floor)
+        if parent in known:
+            if known[parent]:
+                return None
+            return cls._climb(parent, child, floor)
+        ahead = [parent]
+        below = {parent: parent}  # each peer the walk reached -> the peer it came from
+        stack = [parent]
+        cut = False
+        while stack:
+            current = stack.pop()
+            for ancestor in current.parents.values():
+                if ancestor is child or known.get(ancestor):
+                    # A cycle: everything on the path up from ``parent`` is below ``child``.
+                    node = current
+                    while True:
+                        known[node] = True
+                        if node is parent:
+                            break
+                        node = below[node]
+                    return None
+                if ancestor.order >= floor and ancestor not in below:
+                    below[ancestor] = current
+                    ahead.append(ancestor)
+                    if ancestor in known:
+                        cut = True  # False: nothing above it is below ``child``
+                    else:
+                        stack.append(ancestor)
+        for peer in ahead:
+            known[peer] = False
+        return cls._climb(parent, child, floor) if cut else ahead
+
+    @staticmethod
+    def _climb(parent: Peer, child: Peer, floor: int) -> list[Peer] | None:
+        """The plain walk of :meth:`_ahead_of`, with nothing known beforehand."""
         ahead = [parent]
         seen = {parent}
         stack = [parent]
