@@ -439,16 +439,21 @@ def test_a_wake_that_finds_nothing_costs_no_try() -> None:
     assert scheduler.next_deadline() == pytest.approx(0.5)
 
 
-def test_cycle_check_agrees_with_a_full_ancestor_walk() -> None:
-    # Many reschedules over a small swarm build and rebuild a deep parent graph; for every
-    # pair, the order-pruned check must answer what a full walk answers.
+def _churned_swarm(seed: int, *, order_spacing: int | None = None) -> Scheduler:
+    """30 peers rescheduled 300 times at random: a deep parent graph, built and rebuilt."""
     scheduler = make(hosts=30, candidate_parent_limit=3)
+    if order_spacing is not None:
+        scheduler._order_spacing = order_spacing
     register(scheduler, "p0", "h0")
     for index in range(1, 30):
         register(scheduler, f"p{index}", f"h{index}")
-    rng = Random(11)
+    rng = Random(seed)
     for step in range(300):
         scheduler.reschedule(float(step), f"p{rng.randrange(1, 30)}")
+    return scheduler
+
+
+def _assert_cycle_answers_agree_with_full_walks(scheduler: Scheduler) -> None:
     peers = list(scheduler.peers.values())
     for parent in peers:
         for child in peers:
@@ -456,16 +461,16 @@ def test_cycle_check_agrees_with_a_full_ancestor_walk() -> None:
             assert (scheduler._ahead_of(parent, child) is None) == expected
 
 
+def test_cycle_check_agrees_with_a_full_ancestor_walk() -> None:
+    # For every pair, the order-pruned check must answer what a full walk answers.
+    _assert_cycle_answers_agree_with_full_walks(_churned_swarm(11))
+
+
 def test_the_cycle_walks_of_one_decision_may_share_what_they_learn() -> None:
     # One decision checks several candidates for the same peer with one shared memo; every
     # answer must still be the full walk's, in any order of candidates.
-    scheduler = make(hosts=30, candidate_parent_limit=3)
-    register(scheduler, "p0", "h0")
-    for index in range(1, 30):
-        register(scheduler, f"p{index}", f"h{index}")
+    scheduler = _churned_swarm(7)
     rng = Random(7)
-    for step in range(300):
-        scheduler.reschedule(float(step), f"p{rng.randrange(1, 30)}")
     peers = list(scheduler.peers.values())
     for child in peers:
         known: dict = {}  # type: ignore[type-arg]
@@ -481,23 +486,12 @@ def test_the_cycle_walks_of_one_decision_may_share_what_they_learn() -> None:
 def test_the_topological_order_survives_running_out_of_room() -> None:
     # With two order numbers between neighbours, moving peers ahead soon finds no room and
     # the task's orders are spread out again; the order and the cycle test must hold.
-    scheduler = make(hosts=30, candidate_parent_limit=3)
-    scheduler._order_spacing = 2
-    register(scheduler, "p0", "h0")
-    for index in range(1, 30):
-        register(scheduler, f"p{index}", f"h{index}")
-    rng = Random(5)
-    for step in range(300):
-        scheduler.reschedule(float(step), f"p{rng.randrange(1, 30)}")
+    scheduler = _churned_swarm(5, order_spacing=2)
     assert scheduler.order_spreads > 0
-    peers = list(scheduler.peers.values())
-    for peer in peers:
+    for peer in scheduler.peers.values():
         for parent in peer.parents.values():
             assert parent.order < peer.order
-    for parent in peers:
-        for child in peers:
-            expected = parent is child or _is_ancestor(parent, child)
-            assert (scheduler._ahead_of(parent, child) is None) == expected
+    _assert_cycle_answers_agree_with_full_walks(scheduler)
 
 
 def test_a_reschedule_that_finds_nothing_new_keeps_the_parents_it_had() -> None:
