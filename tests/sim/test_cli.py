@@ -52,3 +52,35 @@ def test_sim_scenario_and_flat_flags_do_not_mix() -> None:
     assert result.exit_code == 2 and "--peers" in result.output
     result = CliRunner().invoke(cli, ["sim", "no-such-study"])
     assert result.exit_code == 2 and "built-in" in result.output
+
+
+def test_sim_quantum_batches_re_rates_and_is_recorded(tmp_path) -> None:
+    exact, batched = tmp_path / "exact.json", tmp_path / "batched.json"
+    runner = CliRunner()
+    arguments = ["sim", "--peers", "12", "--size", "64MiB", "--seed", "2"]
+    assert runner.invoke(cli, [*arguments, "--out", str(exact)]).exit_code == 0
+    result = runner.invoke(cli, [*arguments, "--quantum", "5ms", "--out", str(batched)])
+    assert result.exit_code == 0, result.output
+    exact_run, batched_run = Result.read(exact), Result.read(batched)
+    assert exact_run.scenario["quantum"] == 0.0 and batched_run.scenario["quantum"] == 0.005
+    assert batched_run.extra["rerates"] < exact_run.extra["rerates"]
+    assert batched_run.outcomes("normal")["succeeded"] == 12
+    assert batched_run.efficiency is not None and batched_run.efficiency <= 1.0
+
+
+def test_sim_quantum_overrides_a_scenario_and_rejects_bad_values(tmp_path) -> None:
+    study = tmp_path / "study.toml"
+    study.write_text(
+        '[scenario]\nname = "tiny"\n[hosts]\ncount = 6\n[content]\nsize = "16MiB"\n'
+        '[run]\nquantum = "1ms"\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "run.json"
+    runner = CliRunner()
+    result = runner.invoke(cli, ["sim", str(study), "--quantum", "2ms", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert Result.read(out).scenario["quantum"] == 0.002
+    for bad in ("-1ms", "soon"):
+        result = runner.invoke(cli, ["sim", "--quantum", bad])
+        assert result.exit_code == 2 and "--quantum" in result.output, result.output
+        assert "Traceback" not in result.output
