@@ -138,6 +138,17 @@ def test_scheduler_outage_sends_peers_back_to_the_source() -> None:
     assert result.totals["origin_egress_ratio"] == pytest.approx(10.0)
 
 
+@pytest.mark.timeout(20)
+def test_a_scheduler_outage_with_a_retry_due_lets_time_go_on() -> None:
+    # The first peer is told to retry (the seed is on its way) just before the scheduler
+    # goes down; its retry falls due in the outage. The scheduler's timers must wait for
+    # it to come back, not fire again and again at the same instant.
+    _sim, result = run(n=4, faults=Faults(scheduler_outage=(0.01, 1.0)), max_time=60.0)
+    assert result.decisions.get("Retry", 0) >= 1
+    assert result.outcomes("normal")["succeeded"] == 4
+    assert result.t_last_finish is not None and result.t_last_finish < 60.0
+
+
 def test_corrupt_pieces_are_refetched_and_the_parent_blocked() -> None:
     sim, result = run(n=20, faults=Faults(corrupt_fraction=0.2), seed=5)
     assert result.extra["corrupt_pieces"] > 0

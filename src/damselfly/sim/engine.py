@@ -509,6 +509,11 @@ class Simulation:
 
     def _arm_tick(self) -> None:
         deadline = self.scheduler.next_deadline()
+        outage = self.workload.faults.scheduler_outage
+        if outage is not None and outage[0] <= self.env.now < outage[1]:
+            # A scheduler that is down runs no timer: the next tick is when it is back (a
+            # deadline already due would otherwise fire again at once, and time stand still).
+            deadline = max(deadline, outage[1])
         if deadline < self._tick_at:
             self._tick_at = deadline
             self._tick_generation += 1
