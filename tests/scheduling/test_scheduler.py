@@ -494,6 +494,44 @@ def test_the_topological_order_survives_running_out_of_room() -> None:
     _assert_cycle_answers_agree_with_full_walks(scheduler)
 
 
+def _peers_moved_ahead_level_by_level(scheduler: Scheduler, levels: int) -> None:
+    """Each level, a new parentless peer and its one child are moved in front of the last
+    level's parentless peer (now that child's child): each such move takes the peers a
+    little further forward, past the peers already sent to the source."""
+    register(scheduler, "p0", "h0")  # back to the source: the front of the order
+    register(scheduler, "r0", "h1")
+    scheduler.reschedule(0.0, "r0", exclude=["p0"])  # r0 keeps no parent
+    for level in range(1, levels + 1):
+        root, leaf = f"r{level}", f"q{level}"
+        register(scheduler, root, f"h{2 * level}")
+        register(scheduler, leaf, f"h{2 * level + 1}")
+        others = [peer_id for peer_id in scheduler.peers if peer_id not in (root, leaf)]
+        assert only(scheduler.reschedule(0.0, leaf, exclude=others), Parents).parent_ids == (root,)
+        only(scheduler.reschedule(0.0, root, exclude=others), Retry)  # root keeps no parent
+        below = only(scheduler.reschedule(0.0, f"r{level - 1}"), Parents)
+        assert below.parent_ids == (leaf,)
+
+
+def _assert_parents_ordered_first(scheduler: Scheduler) -> None:
+    for peer in scheduler.peers.values():
+        for parent in peer.parents.values():
+            assert parent.order < peer.order, (parent.id, peer.id)
+
+
+def test_a_peer_that_stops_taking_parents_stays_in_front_of_its_children() -> None:
+    scheduler = make(hosts=20)
+    _peers_moved_ahead_level_by_level(scheduler, 7)
+    _assert_parents_ordered_first(scheduler)
+    # r7 (the last level's parentless peer, with child q7) has gone furthest forward;
+    # when it succeeds it goes to the front, which must still be in front of q7.
+    for piece in range(16):
+        scheduler.piece_finished(1.0, "r7", piece, length=4 * MiB)
+    scheduler.peer_succeeded(1.0, "r7")
+    assert "q7" in scheduler.peer("r7").children
+    _assert_parents_ordered_first(scheduler)
+    _assert_cycle_answers_agree_with_full_walks(scheduler)
+
+
 def test_a_reschedule_that_finds_nothing_new_keeps_the_parents_it_had() -> None:
     scheduler = make(hosts=3)
     register(scheduler, "p0", "h0")  # back to source

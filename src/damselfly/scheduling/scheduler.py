@@ -902,6 +902,9 @@ class Scheduler:
         ahead.sort(key=_order_of)
         for rank, peer in enumerate(ahead, 1):
             peer.order = floor + rank * step
+        # With no parent below them, the peers may land in front of every sunk peer: the
+        # front moves with them, so a peer sunk later still goes in front of all.
+        self._first_order = min(self._first_order, floor + step)
 
     def _spread_orders(self, task: Task, spacing: int) -> None:
         """Renumber a task's peers ``spacing`` apart, keeping their sequence."""
