@@ -532,6 +532,17 @@ def test_a_peer_that_stops_taking_parents_stays_in_front_of_its_children() -> No
     _assert_cycle_answers_agree_with_full_walks(scheduler)
 
 
+@pytest.mark.timeout(20)
+def test_peers_with_no_parent_below_them_move_ahead_when_the_order_is_out_of_room() -> None:
+    # Two order numbers between neighbours: moving two peers with no parent below them
+    # needs the orders spread out further than that, and then it must find the room.
+    scheduler = make(hosts=20)
+    scheduler._order_spacing = 2
+    _peers_moved_ahead_level_by_level(scheduler, 7)
+    _assert_parents_ordered_first(scheduler)
+    _assert_cycle_answers_agree_with_full_walks(scheduler)
+
+
 def test_a_reschedule_that_finds_nothing_new_keeps_the_parents_it_had() -> None:
     scheduler = make(hosts=3)
     register(scheduler, "p0", "h0")  # back to source

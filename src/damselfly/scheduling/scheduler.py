@@ -884,6 +884,9 @@ class Scheduler:
         apart as there are peers to move.
         """
         count = len(ahead)
+        # The room a spread leaves between two peers; with no parent below them, the peers
+        # take that much room in front of ``child``, so a spread always makes enough.
+        spacing = max(self._order_spacing, count + 1)
         while True:
             ceiling = child.order
             floor = max(
@@ -893,11 +896,11 @@ class Scheduler:
                     for above in peer.parents.values()
                     if above.order < ceiling
                 ),
-                default=ceiling - self._order_spacing,
+                default=ceiling - spacing,
             )
             if ceiling - floor > count:
                 break
-            self._spread_orders(child.task, max(self._order_spacing, count + 1))
+            self._spread_orders(child.task, spacing)
         step = (ceiling - floor) // (count + 1)
         ahead.sort(key=_order_of)
         for rank, peer in enumerate(ahead, 1):
