@@ -322,6 +322,19 @@ def test_announce_refreshes_without_losing_counters() -> None:
     assert "h0" in scheduler.seed_ring
 
 
+def test_a_host_that_announces_upload_slots_again_offers_its_peers() -> None:
+    scheduler = make(hosts=2)
+    scheduler.announce_host(0.0, "h0", upload_rate=125e6, upload_slots=0)
+    register(scheduler, "p0", "h0")  # back to source, but its host uploads to nobody
+    assert not scheduler.task(scheduler.peer("p0").task.id).parent_pool
+    # The host comes back with upload slots: what its peers hold is on offer again.
+    scheduler.announce_host(1.0, "h0", upload_rate=125e6, upload_slots=4)
+    assert only(register(scheduler, "p1", "h1", now=1.0), Parents).parent_ids == ("p0",)
+    # And with none, it is not offered.
+    scheduler.announce_host(2.0, "h0", upload_rate=125e6, upload_slots=0)
+    assert "p0" not in scheduler.task(scheduler.peer("p0").task.id).parent_pool
+
+
 def test_same_seed_same_decisions() -> None:
     def run(seed: int) -> list[object]:
         scheduler = Scheduler(rng=Random(seed))

@@ -192,11 +192,16 @@ class Scheduler:
             host.upload_rate = fresh.upload_rate
             host.address = address
             host.set_network(idc, location)
+            reoffer = host.upload_slots != fresh.upload_slots or host.kind is not kind
             host.upload_slots = fresh.upload_slots
             host.announced_at = now
             if host.kind is not kind:
                 host.kind = kind
                 self.seed_ring.remove(host_id)
+            if reoffer:
+                # Whether its peers may be offered as parents depends on both.
+                for peer in host.peers.values():
+                    self._refresh_pool(peer)
         if host.kind is HostKind.SEED:
             self.seed_ring.add(host_id)
         return host
