@@ -149,6 +149,20 @@ def test_a_scheduler_outage_with_a_retry_due_lets_time_go_on() -> None:
     assert result.t_last_finish is not None and result.t_last_finish < 60.0
 
 
+def test_hosts_stay_known_to_the_scheduler_past_its_host_ttl() -> None:
+    # Arrivals spread over twice the scheduler's host TTL (10 min): a host that arrives
+    # late is still a host the scheduler knows, and it downloads from its peers, not
+    # from the origin (only the seed does).
+    workload = Workload.file(16 * MiB, arrivals=Arrivals(kind="ramp", duration=1200.0))
+    options = SimOptions(sample_period=1.0)
+    result = simulate(flat(6, 125e6, 1250e6, seeds=1), workload, seed=3, options=options)
+    assert result.outcomes("normal")["succeeded"] == 6
+    assert "HostEvicted" not in result.decisions
+    assert result.extra["scheduler_errors"] == 0
+    assert not any(p.back_to_source for p in result.peers if p.kind == "normal")
+    assert result.totals["origin_egress_ratio"] == pytest.approx(1.0)
+
+
 def test_corrupt_pieces_are_refetched_and_the_parent_blocked() -> None:
     sim, result = run(n=20, faults=Faults(corrupt_fraction=0.2), seed=5)
     assert result.extra["corrupt_pieces"] > 0

@@ -24,6 +24,9 @@ the runtime daemon does, and nothing more:
   to the source by itself, as the daemon does;
 - when a scheduler call fails (an outage), it goes back to the source by itself.
 
+Each live host announces itself again every ``HEARTBEAT_INTERVAL`` seconds, as the daemon's
+heartbeat does, so the scheduler's garbage collection forgets only crashed hosts.
+
 Latency: every message between a host and the scheduler (placed at the origin) pays the
 one-way path latency; a piece request pays the round trip before its first byte.
 Children learn a parent's new pieces at once (the runtime streams them); a child that had
@@ -75,6 +78,8 @@ from damselfly.sim.workload import Content, Workload
 __all__ = ["SimOptions", "Simulation", "simulate"]
 
 ORIGIN_ID = "origin"
+# The runtime daemon's default heartbeat_interval (seconds).
+HEARTBEAT_INTERVAL = 30.0
 
 # Peer states (small ints: compared on the hot path).
 WAITING = 0  # registering, or waiting for a decision
@@ -337,6 +342,8 @@ class Simulation:
         self.peers: dict[str, SimPeer] = {}
         self.origin: SimHost | None = None
         self.labels: dict[str, dict[str, str]] = {}
+        # What each host tells the scheduler when it announces itself (see _heartbeat).
+        self.announcements: dict[str, dict[str, Any]] = {}
         self._build_hosts(topology)
         # Bytes received so far by source class, and across IDCs (for the timeline and
         # the totals; None when the topology has one IDC, so there is no WAN to count).
@@ -396,15 +403,14 @@ class Simulation:
             if host is self.origin:
                 continue
             data = graph.nodes[name]
-            self.scheduler.announce_host(
-                now,
-                name,
-                upload_rate=host.upload_rate,
-                kind=HostKind.SEED if host.kind == "seed" else HostKind.NORMAL,
-                idc=str(data.get("idc", "")),
-                location=str(data.get("location", "")),
-                upload_slots=data.get("upload_slots"),
-            )
+            announcement = self.announcements[name] = {
+                "upload_rate": host.upload_rate,
+                "kind": HostKind.SEED if host.kind == "seed" else HostKind.NORMAL,
+                "idc": str(data.get("idc", "")),
+                "location": str(data.get("location", "")),
+                "upload_slots": data.get("upload_slots"),
+            }
+            self.scheduler.announce_host(now, name, **announcement)
 
     def _normal_hosts(self) -> list[SimHost]:
         wanted = self.workload.hosts
@@ -506,6 +512,26 @@ class Simulation:
             self._arm_tick()
 
         self._later(host.latency, arrive)
+
+    def _heartbeat(self) -> None:
+        """Every live host announces itself again (the scheduler evicts hosts silent for
+        its ``host_ttl``); a crashed host stays silent."""
+        if self.unfinished <= 0:
+            return
+        scheduler = self.scheduler
+        for host_id, announcement in self.announcements.items():
+            host = self.hosts[host_id]
+            if host.crashed:
+                continue
+
+            def announce(
+                host_id: str = host_id, announcement: dict[str, Any] = announcement
+            ) -> list[Decision]:
+                scheduler.announce_host(self.env.now, host_id, **announcement)
+                return []
+
+            self._call(host, announce)
+        self._later(HEARTBEAT_INTERVAL, self._heartbeat)
 
     def _arm_tick(self) -> None:
         deadline = self.scheduler.next_deadline()
@@ -1024,6 +1050,7 @@ class Simulation:
         if self.unfinished == 0:
             self.done_event.succeed()
         env.process(self._sampler(period))
+        self._later(HEARTBEAT_INTERVAL, self._heartbeat)
         # The run allocates millions of short-lived objects (events, flows, reports) and
         # few cycles: move what setup built out of the collector's sight and collect the
         # young generation less often. Collection stays on; the settings are restored.
