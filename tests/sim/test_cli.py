@@ -84,3 +84,28 @@ def test_sim_quantum_overrides_a_scenario_and_rejects_bad_values(tmp_path) -> No
         result = runner.invoke(cli, ["sim", "--quantum", bad])
         assert result.exit_code == 2 and "--quantum" in result.output, result.output
         assert "Traceback" not in result.output
+
+
+def test_sim_progress_counts_a_scenarios_own_peers(tmp_path, monkeypatch) -> None:
+    import rich.progress
+
+    import damselfly.cli.sim as sim_command
+
+    study = tmp_path / "study.toml"
+    study.write_text(
+        '[scenario]\nname = "tiny"\n[hosts]\ncount = 6\n[content]\nsize = "16MiB"\n',
+        encoding="utf-8",
+    )
+    totals: list[float | None] = []
+
+    def stop(progress: rich.progress.Progress) -> None:
+        (task,) = progress.tasks
+        totals.append(task.total)
+        original_stop(progress)
+
+    original_stop = rich.progress.Progress.stop
+    monkeypatch.setattr(rich.progress.Progress, "stop", stop)
+    monkeypatch.setattr(sim_command, "PROGRESS_AFTER_S", -1.0)  # show it at once
+    result = CliRunner().invoke(cli, ["sim", str(study)])
+    assert result.exit_code == 0, result.output
+    assert totals == [6]  # the scenario's hosts, not --peers' default

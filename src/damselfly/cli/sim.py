@@ -166,7 +166,7 @@ def sim(
             progress.start()
             progress.update(bar, visible=True)
         if shown:
-            progress.update(bar, completed=finished, now=format_duration(now))
+            progress.update(bar, completed=finished, total=total, now=format_duration(now))
 
     if scenario is not None:
         from damselfly.cli import InputError
