@@ -990,7 +990,12 @@ def advance(F, I, now, horizon, forward):
                 - F[v.done + (slot << 3)]
                 - rate * (t - F[v.mark + (slot << 3)])
             )
-            if rate > 0.0 and remaining <= rate * TIME_TOLERANCE:
+            # Done when the bytes left take at most the tolerance, or, since the heap is
+            # compared in absolute time, when the finish time rounds into it (a hair more
+            # than the tolerance, re-pushed below, would pop here again without end).
+            if rate > 0.0 and (
+                remaining <= rate * TIME_TOLERANCE or t + remaining / rate <= t + TIME_TOLERANCE
+            ):
                 if t != now and not forward:
                     return -1, t, 0.0
                 _pop(F, I, v)
