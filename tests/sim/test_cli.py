@@ -109,3 +109,16 @@ def test_sim_progress_counts_a_scenarios_own_peers(tmp_path, monkeypatch) -> Non
     result = CliRunner().invoke(cli, ["sim", str(study)])
     assert result.exit_code == 0, result.output
     assert totals == [6]  # the scenario's hosts, not --peers' default
+
+
+def test_sim_summary_counts_peers_the_time_cap_left_unfinished(tmp_path) -> None:
+    study = tmp_path / "capped.toml"
+    study.write_text(
+        '[scenario]\nname = "capped"\n[hosts]\ncount = 6\nupload = "100Mbit/s"\n'
+        '[content]\nsize = "64MiB"\n[run]\ntime_cap = "50ms"\n',
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(cli, ["sim", str(study)])
+    assert result.exit_code == 0, result.output
+    assert "unfinished" in result.output
+    assert "0 / 0 / 0 / 6" in result.output

@@ -143,8 +143,6 @@ def sim(
         )
     if rate <= 0 or origin <= 0:
         raise click.BadParameter("rates must be > 0")
-    if batching is not None and batching < 0:
-        raise click.BadParameter(f"must be >= 0, got {quantum!r}", param_hint="--quantum")
 
     console = Console(stderr=True)
     progress = Progress(
@@ -233,8 +231,8 @@ def sim(
     table.add_column("value", justify="right")
     rows = [
         (
-            "succeeded / failed / crashed",
-            f"{outcomes['succeeded']} / {outcomes['failed']} / {outcomes['crashed']}",
+            "succeeded / failed / crashed / unfinished",
+            " / ".join(str(outcomes[k]) for k in ("succeeded", "failed", "crashed", "unfinished")),
         ),
         ("first finish", format_duration(float(times[0])) if len(times) else "never"),
         (
