@@ -7,6 +7,16 @@ from click.testing import CliRunner
 from damselfly.cli import cli
 from damselfly.results import Result
 
+# The smallest study: six hosts on the default network fetch 16 MiB.
+TINY_STUDY = '[scenario]\nname = "tiny"\n[hosts]\ncount = 6\n[content]\nsize = "16MiB"\n'
+
+
+def write_study(tmp_path, text: str):
+    """A scenario file in ``tmp_path`` holding ``text``; returns its path."""
+    study = tmp_path / "study.toml"
+    study.write_text(text, encoding="utf-8")
+    return study
+
 
 def test_sim_writes_a_result_and_prints_a_summary(tmp_path) -> None:
     out = tmp_path / "run.json"
@@ -29,11 +39,10 @@ def test_sim_rejects_bad_input_in_one_line() -> None:
 
 
 def test_sim_runs_a_scenario_file_and_writes_the_report(tmp_path) -> None:
-    study = tmp_path / "study.toml"
-    study.write_text(
+    study = write_study(
+        tmp_path,
         '[scenario]\nname = "tiny-dc"\n[topology]\ngenerator = "leaf-spine"\nhosts_per_rack = 4\n'
         '[hosts]\ncount = 12\nupload = "1Gbit/s"\n[seeds]\ncount = 1\n[content]\nsize = "16MiB"\n',
-        encoding="utf-8",
     )
     runner = CliRunner()
     result = runner.invoke(
@@ -69,12 +78,7 @@ def test_sim_quantum_batches_re_rates_and_is_recorded(tmp_path) -> None:
 
 
 def test_sim_quantum_overrides_a_scenario_and_rejects_bad_values(tmp_path) -> None:
-    study = tmp_path / "study.toml"
-    study.write_text(
-        '[scenario]\nname = "tiny"\n[hosts]\ncount = 6\n[content]\nsize = "16MiB"\n'
-        '[run]\nquantum = "1ms"\n',
-        encoding="utf-8",
-    )
+    study = write_study(tmp_path, TINY_STUDY + '[run]\nquantum = "1ms"\n')
     out = tmp_path / "run.json"
     runner = CliRunner()
     result = runner.invoke(cli, ["sim", str(study), "--quantum", "2ms", "--out", str(out)])
@@ -91,11 +95,7 @@ def test_sim_progress_counts_a_scenarios_own_peers(tmp_path, monkeypatch) -> Non
 
     import damselfly.cli.sim as sim_command
 
-    study = tmp_path / "study.toml"
-    study.write_text(
-        '[scenario]\nname = "tiny"\n[hosts]\ncount = 6\n[content]\nsize = "16MiB"\n',
-        encoding="utf-8",
-    )
+    study = write_study(tmp_path, TINY_STUDY)
     totals: list[float | None] = []
 
     def stop(progress: rich.progress.Progress) -> None:
@@ -112,11 +112,10 @@ def test_sim_progress_counts_a_scenarios_own_peers(tmp_path, monkeypatch) -> Non
 
 
 def test_sim_summary_counts_peers_the_time_cap_left_unfinished(tmp_path) -> None:
-    study = tmp_path / "capped.toml"
-    study.write_text(
+    study = write_study(
+        tmp_path,
         '[scenario]\nname = "capped"\n[hosts]\ncount = 6\nupload = "100Mbit/s"\n'
         '[content]\nsize = "64MiB"\n[run]\ntime_cap = "50ms"\n',
-        encoding="utf-8",
     )
     result = CliRunner().invoke(cli, ["sim", str(study)])
     assert result.exit_code == 0, result.output
