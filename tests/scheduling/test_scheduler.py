@@ -130,6 +130,32 @@ def test_back_to_source_limit_per_task() -> None:
     assert all(scheduler.peer(f"p{i}").state is PeerState.RUNNING for i in range(2, 5))
 
 
+def test_the_back_to_source_limit_counts_downloads_in_progress() -> None:
+    # Dragonfly's limit is on peers fetching from the origin now: one that succeeded or
+    # failed frees its place (a daemon re-announcing content after a scheduler restart
+    # passes through the back-to-source state, and must not use the limit up for good).
+    for ending in ("succeeded", "failed"):
+        scheduler = make(hosts=2, back_to_source_limit=1)
+        only(register(scheduler, "p0", "h0"), BackToSource)
+        if ending == "succeeded":
+            for piece in range(16):
+                scheduler.piece_finished(1.0, "p0", piece, length=4 * MiB)
+            scheduler.peer_succeeded(1.0, "p0")
+        else:
+            scheduler.peer_failed(1.0, "p0", "disk full")
+        task = scheduler.task(scheduler.peer("p0").task.id)
+        assert task.back_to_source_peers == set()
+        # A second peer on the same host has no parent it may use: after its tries it
+        # goes to the source, since nobody else is fetching from it.
+        decisions = register(scheduler, "p1", "h0", now=2.0)
+        sent_back = [d for d in decisions if isinstance(d, BackToSource)]
+        while not sent_back and scheduler.peer("p1").state is PeerState.RECEIVED_NORMAL:
+            decisions = scheduler.tick(scheduler.next_deadline())
+            sent_back = [d for d in decisions if isinstance(d, BackToSource)]
+        assert [d.peer_id for d in sent_back] == ["p1"], ending
+        assert task.back_to_source_peers == {"p1"}
+
+
 def test_peer_to_peer_disabled_sends_everyone_to_the_source() -> None:
     scheduler = make(enable_peer_to_peer=False, back_to_source_limit=1)
     for index in range(5):

@@ -22,8 +22,10 @@ class SchedulerConfig:
     - ``retry_limit``: scheduling attempts before a peer fails.
     - ``retry_back_to_source_limit``: attempts after which a peer goes back to the source.
     - ``retry_interval``: seconds between attempts.
-    - ``back_to_source_limit``: peers of one task ever sent back to the source (Dragonfly
-      counts every peer it sent back over the task's life).
+    - ``back_to_source_limit``: peers of one task downloading from the source at once.
+      As in Dragonfly, a peer counts from the moment it is sent back to the source until
+      it succeeds, fails or leaves; seed peers, and peers sent there because peer-to-peer
+      is disabled, do not count.
     - ``enable_peer_to_peer``: False sends every peer to the source (a baseline to compare).
     - ``peer_idle_timeout``: a downloading peer with no report for this long is evicted.
     - ``peer_ttl``: a finished (succeeded or failed) peer is forgotten after this long.

@@ -20,7 +20,7 @@ Scheduling a peer follows Dragonfly:
    fewer graph walks.)
 4. With none left, retry every ``retry_interval`` (0.5 s); after
    ``retry_back_to_source_limit`` (4) failed tries send the peer back to the source if the
-   task may still send one (200 per task); after ``retry_limit`` (5) fail it.
+   task may still send one (200 of its peers at once); after ``retry_limit`` (5) fail it.
 
 The first peer of a task with no seed host goes straight to the source. With seed hosts,
 the first registration triggers the seed chosen by a consistent hash ring over task ids.
@@ -495,6 +495,8 @@ class Scheduler:
         peer.apply(PeerEvent.SUCCEED)
         peer.finished_at = now
         peer.updated_at = now
+        # The back-to-source limit counts downloads from the origin in progress.
+        peer.task.back_to_source_peers.discard(peer.id)
         self._clear_retry(peer)
         for parent in list(peer.parents.values()):
             self._unlink(parent, peer)
@@ -508,6 +510,7 @@ class Scheduler:
         peer = self.peer(peer_id)
         peer.apply(PeerEvent.FAIL)
         peer.updated_at = now
+        peer.task.back_to_source_peers.discard(peer.id)
         return self._after_failure(now, peer)
 
     def peer_left(self, now: float, peer_id: str) -> list[Decision]:
