@@ -157,6 +157,8 @@ def test_random_evaluator_is_seeded() -> None:
         ([1.0, 1.0, 1.0, 15.0], False),
         ([1.0] * 40 + [1.5], True),  # beyond mean + 3 sigma of a steady series
         ([1.0, 2.0] * 20 + [2.0], False),
+        # Beyond mean + 3 sigma of the 39 before it (2.99), though not of all 40 (3.21).
+        ([1.0] * 20 + [2.0] * 19 + [3.2], True),
     ],
 )
 def test_bad_parent_is_a_piece_cost_outlier(costs: list[float], bad: bool) -> None:

@@ -40,7 +40,8 @@ __all__ = [
 HostDistance = Callable[[str, str], float]
 
 # Dragonfly's bad-parent rule: with few samples, a last piece 20x slower than the mean of
-# the others is an outlier; with 30 or more, anything beyond mean + 3 standard deviations.
+# the others is an outlier; with 30 or more, anything beyond mean + 3 standard deviations of
+# the others.
 MIN_COST_SAMPLES = 2
 NORMAL_DISTRIBUTION_SAMPLES = 30
 OUTLIER_FACTOR = 20.0
@@ -73,11 +74,13 @@ class Evaluator(ABC):
         samples = costs.count
         if samples < MIN_COST_SAMPLES:
             return False
+        # Dragonfly compares the last cost with the mean (and the spread) of the others.
         last = costs.last
+        others = samples - 1
+        mean = (costs.total - last) / others
         if samples < NORMAL_DISTRIBUTION_SAMPLES:
-            return last > (costs.total - last) / (samples - 1) * OUTLIER_FACTOR
-        mean = costs.total / samples
-        variance = max(0.0, costs.total_squares / samples - mean * mean)
+            return last > mean * OUTLIER_FACTOR
+        variance = max(0.0, (costs.total_squares - last * last) / others - mean * mean)
         return last > mean + 3.0 * math.sqrt(variance)
 
 
