@@ -11,6 +11,7 @@ from damselfly.scheduling import (
     HostKind,
     InvalidValueError,
     Peer,
+    PeerState,
     Scheduler,
     evaluator_names,
     make_evaluator,
@@ -108,7 +109,9 @@ def test_default_evaluator_ranks_by_dragonfly_score(parents, best) -> None:  # t
         host = Host(id=host_id, upload_rate=1.25e8, kind=HostKind(kind), idc=idc, location=location)
         if uploaded:
             host.record_upload(0.0, uploaded)
-        candidates.append(peer_on(host))
+        candidate = peer_on(host)
+        candidate.state = PeerState.RUNNING
+        candidates.append(candidate)
     evaluator = DefaultEvaluator()
     ranked = evaluator.rank(candidates, child, 0.0, Random(0))
     assert ranked[0].host.id == best
@@ -183,3 +186,36 @@ def test_a_new_evaluator_is_one_class_found_by_name() -> None:
 
 def test_builtin_names() -> None:
     assert {"default", "random", "bandwidth", "topology"} <= set(evaluator_names())
+
+
+@pytest.mark.parametrize(
+    ("kind", "state", "host_type"),
+    [
+        # A seed is preferred while it is downloading the task, not once it holds it all:
+        # then normal peers are, to spare the seed.
+        ("seed", PeerState.RUNNING, 1.0),
+        ("seed", PeerState.BACK_TO_SOURCE, 1.0),
+        ("seed", PeerState.SUCCEEDED, 0.0),
+        ("normal", PeerState.RUNNING, 0.5),
+        ("normal", PeerState.BACK_TO_SOURCE, 0.5),
+        ("normal", PeerState.SUCCEEDED, 0.5),
+    ],
+)
+def test_host_type_score_of_a_seed_depends_on_its_download(
+    kind: str, state: PeerState, host_type: float
+) -> None:
+    child = peer_on(Host(id="child", upload_rate=1e8), "child")
+    parent = peer_on(Host(id="parent", upload_rate=1e8, kind=HostKind(kind)))
+    parent.state = state
+    evaluator = DefaultEvaluator()
+    # An idle parent with no affinity to the child: 0.6 * 1 + 0.1 * host type.
+    assert evaluator.score(parent, child, 0.0) == pytest.approx(0.6 + 0.1 * host_type)
+
+
+def test_a_seed_that_holds_everything_ranks_below_a_normal_parent() -> None:
+    child = peer_on(Host(id="child", upload_rate=1e8), "child")
+    seed = peer_on(Host(id="seed", upload_rate=1e8, kind=HostKind.SEED))
+    normal = peer_on(Host(id="normal", upload_rate=1e8))
+    seed.state = normal.state = PeerState.SUCCEEDED
+    ranked = DefaultEvaluator().rank([seed, normal], child, 0.0, Random(0))
+    assert [p.host.id for p in ranked] == ["normal", "seed"]

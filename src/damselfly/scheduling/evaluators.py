@@ -24,7 +24,7 @@ from typing import Any, ClassVar, TypeVar
 
 from damselfly.scheduling.errors import InvalidValueError, UnknownEvaluatorError
 from damselfly.scheduling.model import LOCATION_PARTS, Peer, intern_location
-from damselfly.scheduling.states import HostKind
+from damselfly.scheduling.states import HostKind, PeerState
 
 __all__ = [
     "BandwidthEvaluator",
@@ -134,6 +134,23 @@ CONCURRENCY_PIECE_LENGTH = 16 * 1024 * 1024
 MAX_LOCATION_ELEMENTS = 5
 SEED_HOST_TYPE_SCORE = 1.0
 NORMAL_HOST_TYPE_SCORE = 0.5
+DONE_SEED_HOST_TYPE_SCORE = 0.0
+# A seed peer in these states is still fetching the task. Dragonfly scores a seed 1 in
+# received-normal or running and 0 otherwise; a seed it triggers fetches from the origin in
+# running there, where the core's seeds do it in back-to-source: the same download.
+_DOWNLOADING_SEED_STATES = frozenset(
+    {PeerState.RECEIVED_NORMAL, PeerState.RUNNING, PeerState.BACK_TO_SOURCE}
+)
+
+
+def host_type_score(parent: Peer) -> float:
+    """1 for a seed peer still downloading the task, 0 for a seed peer in any other state
+    (it holds everything: normal peers should serve, to spare it), 0.5 for a normal peer."""
+    if parent.host.kind is HostKind.SEED:
+        if parent.state in _DOWNLOADING_SEED_STATES:
+            return SEED_HOST_TYPE_SCORE
+        return DONE_SEED_HOST_TYPE_SCORE
+    return NORMAL_HOST_TYPE_SCORE
 
 
 def idc_affinity(parent_idc: str, child_idc: str) -> float:
@@ -221,8 +238,9 @@ class DefaultEvaluator(Evaluator):
         score = 0.6 * load_quality + 0.2 * idc_affinity
               + 0.1 * location_affinity + 0.1 * host_type
 
-    with host_type 1 for a seed and 0.5 for a normal host (seeds are preferred while a task
-    is young, which is when they are candidates at all). See :func:`load_quality`.
+    with host_type 0.5 for a normal host, and for a seed 1 while it is still downloading the
+    task and 0 once it has it all (see :func:`host_type_score`): the seed is preferred while
+    the task is young, normal peers afterwards. See :func:`load_quality`.
     """
 
     name = "default"
@@ -239,9 +257,9 @@ class DefaultEvaluator(Evaluator):
             parent_host = parent.host
             value = LOAD_QUALITY_WEIGHT * load_quality(parent, now)
             value += HOST_TYPE_WEIGHT * (
-                SEED_HOST_TYPE_SCORE
-                if parent_host.kind is HostKind.SEED
-                else NORMAL_HOST_TYPE_SCORE
+                NORMAL_HOST_TYPE_SCORE
+                if parent_host.kind is not HostKind.SEED
+                else host_type_score(parent)
             )
             if child_idc and parent_host.idc_key == child_idc:
                 value += IDC_AFFINITY_WEIGHT
@@ -261,15 +279,12 @@ class DefaultEvaluator(Evaluator):
     def score(self, parent: Peer, child: Peer, now: float) -> float:
         parent_host = parent.host
         child_host = child.host
-        host_type = (
-            SEED_HOST_TYPE_SCORE if parent_host.kind is HostKind.SEED else NORMAL_HOST_TYPE_SCORE
-        )
         return (
             LOAD_QUALITY_WEIGHT * load_quality(parent, now)
             + IDC_AFFINITY_WEIGHT * idc_affinity(parent_host.idc_key, child_host.idc_key)
             + LOCATION_AFFINITY_WEIGHT
             * location_affinity_by_key(parent_host.location_key, child_host.location_key)
-            + HOST_TYPE_WEIGHT * host_type
+            + HOST_TYPE_WEIGHT * host_type_score(parent)
         )
 
 
