@@ -162,6 +162,9 @@ def test_random_evaluator_is_seeded() -> None:
         ([1.0, 2.0] * 20 + [2.0], False),
         # Beyond mean + 3 sigma of the 39 before it (2.99), though not of all 40 (3.21).
         ([1.0] * 20 + [2.0] * 19 + [3.2], True),
+        # Every earlier piece counts, not only the latest few: the slow start keeps the
+        # spread wide, so 2.0 is no outlier (it would be against the 63 ones alone).
+        ([10.0] * 60 + [1.0] * 63 + [2.0], False),
     ],
 )
 def test_bad_parent_is_a_piece_cost_outlier(costs: list[float], bad: bool) -> None:

@@ -13,7 +13,6 @@ values handed in by the driver; nothing here reads a clock.
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass, field
 from random import Random
 
@@ -47,8 +46,6 @@ DEFAULT_SEED_UPLOAD_SLOTS = 200
 # for "how busy is it now" and Dragonfly's 60 s window for sustained load.
 SHORT_LOAD_WINDOW = 5.0
 LONG_LOAD_WINDOW = 60.0
-
-PIECE_COST_SAMPLES = 64
 
 
 _LOCATION_IDS: dict[str, int] = {"": 0}
@@ -228,26 +225,22 @@ class Peer:
 
 
 class PieceCosts:
-    """The durations of a peer's last pieces, with running sums for O(1) statistics."""
+    """The durations of every piece a peer downloaded, as running sums for O(1) statistics.
 
-    __slots__ = ("_samples", "count", "last", "total", "total_squares")
+    Like Dragonfly, which keeps all of a peer's piece costs, nothing is forgotten: the
+    bad-parent rule compares the last cost with all the ones before it.
+    """
 
-    def __init__(self, capacity: int = PIECE_COST_SAMPLES) -> None:
-        self._samples: deque[float] = deque(maxlen=capacity)
+    __slots__ = ("count", "last", "total", "total_squares")
+
+    def __init__(self) -> None:
         self.count = 0
         self.last = 0.0
         self.total = 0.0
         self.total_squares = 0.0
 
     def add(self, cost: float) -> None:
-        samples = self._samples
-        if self.count == samples.maxlen:
-            oldest = samples[0]
-            self.total -= oldest
-            self.total_squares -= oldest * oldest
-        else:
-            self.count += 1
-        samples.append(cost)
+        self.count += 1
         self.last = cost
         self.total += cost
         self.total_squares += cost * cost
