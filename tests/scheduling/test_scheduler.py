@@ -330,6 +330,22 @@ def test_garbage_collection_of_idle_peers_silent_hosts_and_empty_tasks() -> None
     assert task_id not in scheduler.tasks
 
 
+def test_a_failed_peer_is_forgotten_at_the_next_collection_a_finished_one_after_its_ttl() -> None:
+    scheduler = make(hosts=3, peer_ttl=3600.0, gc_interval=60.0)
+    register(scheduler, "p0", "h0")
+    register(scheduler, "p1", "h1")
+    for piece in range(16):
+        scheduler.piece_finished(1.0, "p0", piece, length=4 * MiB)
+    scheduler.peer_succeeded(2.0, "p0")
+    scheduler.peer_failed(3.0, "p1", "disk full")
+    decisions = scheduler.tick(60.0)
+    assert {d.peer_id for d in decisions if isinstance(d, PeerEvicted)} == {"p1"}
+    assert "p1" not in scheduler.peers
+    assert scheduler.peer("p0").state is PeerState.SUCCEEDED
+    evicted = scheduler.collect_garbage(3602.0)
+    assert {d.peer_id for d in evicted if isinstance(d, PeerEvicted)} == {"p0"}
+
+
 def test_host_left_removes_its_peers_and_its_seed_position() -> None:
     scheduler = make(hosts=2, seeds=2)
     assert len(scheduler.seed_ring) == 2

@@ -28,7 +28,8 @@ class SchedulerConfig:
       is disabled, do not count.
     - ``enable_peer_to_peer``: False sends every peer to the source (a baseline to compare).
     - ``peer_idle_timeout``: a downloading peer with no report for this long is evicted.
-    - ``peer_ttl``: a finished (succeeded or failed) peer is forgotten after this long.
+    - ``peer_ttl``: a succeeded peer is forgotten after this long (a failed one goes at the
+      next garbage collection, as in Dragonfly).
     - ``host_ttl``: a host that has not announced itself for this long is evicted.
     - ``task_ttl``: a task without peers is forgotten after this long.
     - ``gc_interval``: seconds between garbage collections.

@@ -593,7 +593,8 @@ class Scheduler:
         peer.task.waiting.discard(peer.id)
 
     def collect_garbage(self, now: float) -> list[Decision]:
-        """Forget idle peers, finished peers past their time, silent hosts, empty tasks."""
+        """Forget failed peers, idle peers, finished peers past their time, silent hosts,
+        empty tasks."""
         config = self.config
         self._next_gc = now + config.gc_interval
         decisions: list[Decision] = []
@@ -601,7 +602,10 @@ class Scheduler:
             if peer.id not in self.peers:
                 continue
             idle = now - peer.updated_at
-            if peer.terminal and idle >= config.peer_ttl:
+            if peer.state is PeerState.FAILED:
+                # As in Dragonfly, a failed peer is of no use to anyone: it goes at once.
+                reason = "failed peer"
+            elif peer.terminal and idle >= config.peer_ttl:
                 reason = "finished peer expired"
             elif not peer.terminal and idle >= config.peer_idle_timeout:
                 reason = f"no report for {idle:.0f} s"
