@@ -82,6 +82,11 @@ def test_next_set_bit_wraps() -> None:
         (10 * GiB, 32 * MiB),
         (30 * GiB, 64 * MiB),
         (1024 * GiB, 64 * MiB),  # clamped
+        # length / 500 is truncated before rounding up to a power of two, so a remainder
+        # under 500 bytes does not double the piece.
+        (500 * 8 * MiB, 8 * MiB),
+        (500 * 8 * MiB + 499, 8 * MiB),
+        (500 * 8 * MiB + 500, 16 * MiB),
     ],
 )
 def test_piece_length_follows_dragonfly(content_length: int, expected: int) -> None:

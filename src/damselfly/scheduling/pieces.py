@@ -1,8 +1,9 @@
 """The one place that knows how content is cut into pieces.
 
-Dragonfly's rule: the piece length is the next power of two of ``content_length / 500``,
-clamped to 4 MiB .. 64 MiB, so a piece count stays near 500 or below for large content and
-small files are one or a few 4 MiB pieces. A caller may force a fixed length instead.
+Dragonfly's rule: the piece length is the next power of two of ``content_length / 500``
+(the quotient truncated to whole bytes first), clamped to 4 MiB .. 64 MiB, so a piece count
+stays near 500 or below for large content and small files are one or a few 4 MiB pieces.
+A caller may force a fixed length instead.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def piece_length(content_length: int, forced: int | None = None) -> int:
         if forced <= 0:
             raise InvalidValueError(f"a forced piece length must be > 0, got {forced}")
         return forced
-    wanted = -(-content_length // TARGET_PIECE_COUNT)  # ceil
+    # Truncated, as Dragonfly's client does, then rounded up to a power of two.
+    wanted = content_length // TARGET_PIECE_COUNT
     power = 1 << max(0, wanted - 1).bit_length()
     return min(MAX_PIECE_LENGTH, max(MIN_PIECE_LENGTH, power))
 
