@@ -89,6 +89,29 @@ def test_first_peer_with_seed_hosts_triggers_the_ring_seed_once() -> None:
     assert "s0" in parents["p1"]
 
 
+@pytest.mark.parametrize("seed_end", ["left", "failed"])
+def test_a_task_left_with_no_peer_to_serve_triggers_its_seed_again(seed_end: str) -> None:
+    scheduler = make(seeds=1)
+    trigger = only(register(scheduler, "p0", "h0"), TriggerSeed)
+    register(scheduler, "s0", trigger.host_id, now=0.1)
+    assert not any(isinstance(d, TriggerSeed) for d in register(scheduler, "p1", "h1", now=0.2))
+    # The seed's download ends and the peers give up: nobody holds or fetches the task.
+    if seed_end == "left":
+        scheduler.peer_left(1.0, "s0")
+    else:
+        scheduler.peer_failed(1.0, "s0", "origin unreachable")
+    scheduler.peer_left(1.0, "p0")
+    scheduler.peer_left(1.0, "p1")
+    decisions = register(scheduler, "p2", "h2", now=2.0)
+    if seed_end == "left":
+        # The next peer triggers the seed again, as the first one did.
+        assert only(decisions, TriggerSeed).host_id == trigger.host_id
+    else:
+        # A seed that failed just now is not asked again: the peer goes to the source.
+        assert not any(isinstance(d, TriggerSeed) for d in decisions)
+        assert only(decisions, BackToSource).peer_id == "p2"
+
+
 def test_retries_then_back_to_source_after_four_tries() -> None:
     scheduler = make(seeds=1)
     decisions = register(scheduler, "p0", "h0")

@@ -23,7 +23,10 @@ Scheduling a peer follows Dragonfly:
    task may still send one (200 of its peers at once); after ``retry_limit`` (5) fail it.
 
 The first peer of a task with no seed host goes straight to the source. With seed hosts,
-the first registration triggers the seed chosen by a consistent hash ring over task ids.
+a registration that finds no other peer of the task downloading or done (the first one, or
+one after every earlier peer is gone) triggers the seed chosen by a consistent hash ring
+over task ids, unless the task's seed failed in the last 30 minutes: then the peer goes to
+the source.
 When a peer fails or leaves, its children are rescheduled without it.
 """
 
@@ -70,6 +73,17 @@ from damselfly.scheduling.states import HostKind, PeerEvent, PeerState
 __all__ = ["PieceReport", "Scheduler"]
 
 _RECEIVING = (PeerState.RUNNING, PeerState.BACK_TO_SOURCE)
+_AVAILABLE = frozenset(
+    {
+        PeerState.RECEIVED_NORMAL,
+        PeerState.RUNNING,
+        PeerState.BACK_TO_SOURCE,
+        PeerState.SUCCEEDED,
+    }
+)
+# Dragonfly's SeedPeerFailedTimeout: for this long after a task's seed peer was created and
+# failed, peers of the task go to the source instead of asking the seed again.
+SEED_FAILED_TIMEOUT = 30 * 60.0
 _order_of = attrgetter("order")
 # Room between two peers' places in a task's topological order (see Scheduler._move_ahead).
 ORDER_SPACING = 1 << 40
@@ -652,17 +666,27 @@ class Scheduler:
             return [self._back_to_source(peer, "asked to fetch from the origin")]
         if not config.enable_peer_to_peer:
             return [self._back_to_source(peer, "peer-to-peer is disabled", counted=False)]
-        if first and not task.seed_triggered and len(self.seed_ring):
-            seed_host_id = self.seed_ring.lookup(task.id)
-            if seed_host_id is not None:
-                task.seed_triggered = True
-                decisions.append(
-                    self._emit(
-                        TriggerSeed(
-                            host_id=seed_host_id, task_id=task.id, url=task.url, digest=task.digest
+        if first and len(self.seed_ring) and not self._has_available_peer(peer):
+            # Dragonfly asks the seed whenever a peer registers and no other peer of the
+            # task is downloading or done, unless the task's seed failed recently: then the
+            # peer goes to the source itself.
+            if self._seed_failed_recently(task, now):
+                if self._may_back_to_source(peer):
+                    return [self._back_to_source(peer, "the task's seed peer failed")]
+            else:
+                seed_host_id = self.seed_ring.lookup(task.id)
+                if seed_host_id is not None:
+                    task.seed_triggered = True
+                    decisions.append(
+                        self._emit(
+                            TriggerSeed(
+                                host_id=seed_host_id,
+                                task_id=task.id,
+                                url=task.url,
+                                digest=task.digest,
+                            )
                         )
                     )
-                )
         if task.has_metadata:
             parent_ids = self._find_parents(now, peer) or self._keep(peer, previous)
             if parent_ids:
@@ -680,6 +704,38 @@ class Scheduler:
             return decisions
         decisions.extend(self._failed_attempt(now, peer))
         return decisions
+
+    @staticmethod
+    def _has_available_peer(peer: Peer) -> bool:
+        """Whether another host has a peer of the task that is downloading or done
+        (Dragonfly's HasAvailablePeer). A peer waiting for parents counts: in Dragonfly it
+        is running from the moment its daemon starts the download."""
+        host = peer.host
+        blocked = peer.blocked
+        for other in peer.task.peers.values():
+            if (
+                other.state in _AVAILABLE
+                and other.host is not host
+                and not (blocked and other.id in blocked)
+            ):
+                return True
+        return False
+
+    @staticmethod
+    def _seed_failed_recently(task: Task, now: float) -> bool:
+        """Whether the task's latest seed peer failed less than SEED_FAILED_TIMEOUT after
+        it was created (Dragonfly's IsSeedPeerFailed)."""
+        latest: Peer | None = None
+        for other in task.peers.values():
+            if other.host.kind is HostKind.SEED and (
+                latest is None or other.updated_at > latest.updated_at
+            ):
+                latest = other
+        return (
+            latest is not None
+            and latest.state is PeerState.FAILED
+            and now - latest.created_at < SEED_FAILED_TIMEOUT
+        )
 
     def _reschedule(self, now: float, peer: Peer) -> list[Decision]:
         previous = list(peer.parents.values())
