@@ -369,6 +369,22 @@ def test_a_failed_peer_is_forgotten_at_the_next_collection_a_finished_one_after_
     assert {d.peer_id for d in evicted if isinstance(d, PeerEvicted)} == {"p0"}
 
 
+def test_a_parent_that_keeps_uploading_is_not_collected() -> None:
+    scheduler = make(hosts=3, peer_ttl=3600.0, host_ttl=600.0, gc_interval=60.0)
+    register(scheduler, "p0", "h0")
+    for piece in range(16):
+        scheduler.piece_finished(1.0, "p0", piece, length=4 * MiB)
+    scheduler.peer_succeeded(2.0, "p0")
+    register(scheduler, "p1", "h1", now=3500.0)
+    for host_id in ("h1", "h2"):
+        scheduler.announce_host(3500.0, host_id, upload_rate=125e6)
+    # h0 announces nothing more, but p0 serves a piece to p1: both count as alive.
+    scheduler.piece_finished(3590.0, "p1", 0, length=4 * MiB, parent_id="p0")
+    decisions = scheduler.collect_garbage(3700.0)
+    assert not [d for d in decisions if isinstance(d, PeerEvicted | HostEvicted)]
+    assert scheduler.peer("p0").state is PeerState.SUCCEEDED
+
+
 def test_host_left_removes_its_peers_and_its_seed_position() -> None:
     scheduler = make(hosts=2, seeds=2)
     assert len(scheduler.seed_ring) == 2

@@ -369,7 +369,8 @@ class Scheduler:
         """``peer_id`` holds ``piece`` now, fetched from ``parent_id`` (None: the origin).
 
         This is the per-piece hot path: it updates the bitfield, the parent host's upload
-        counters and load estimate, and the peer's piece costs. Raises UnknownPeerError,
+        counters and load estimate, and the peer's piece costs; a finished parent and the
+        parent's host count as alive (garbage collection spares them). Raises UnknownPeerError,
         PieceOutOfRangeError, InvalidValueError (negative length or duration),
         InvalidTransitionError (a peer that is not receiving), PeerMisbehavedError (a
         digest that contradicts the task's).
@@ -441,6 +442,12 @@ class Scheduler:
                 parent_host = parent.host
                 parent_host.upload_count += 1
                 parent_host.record_upload(now, length)
+                # As in Dragonfly, a parent that serves is alive: a finished parent does not
+                # expire and its host is not evicted while it uploads. (A downloading parent
+                # is judged by its own reports, like Dragonfly's piece download timeout.)
+                if parent.terminal:
+                    parent.updated_at = now
+                parent_host.announced_at = max(parent_host.announced_at, now)
         if peer.finished.set(piece):
             if peer.first_piece_at is None:
                 peer.first_piece_at = now
