@@ -168,6 +168,19 @@ def test_the_daemon_section_reaches_the_simulator(tmp_path: Path) -> None:
     assert defaults.super_seeding is True and defaults.slow_fraction == 0.5
 
 
+def test_the_scheduler_section_reaches_the_scheduler(tmp_path: Path) -> None:
+    from damselfly.scenarios.build import build
+
+    text = (
+        "[hosts]\ncount = 4\n[content]\nsize = '64MiB'\n[scheduler]\nacyclic = false\n"
+        "candidate_parent_limit = 8\nmax_per_parent = 1\n"
+    )
+    inputs = build(read_scenario(write(tmp_path, text)))
+    assert inputs.scheduler_config.acyclic is False
+    assert inputs.scheduler_config.candidate_parent_limit == 8
+    assert inputs.options.planner.max_per_parent == 1
+
+
 @pytest.mark.parametrize(("text", "message"), BAD_FILES)
 def test_bad_files_fail_with_one_line_naming_file_and_key(
     tmp_path: Path, text: str, message: str

@@ -179,6 +179,22 @@ def test_the_back_to_source_limit_counts_downloads_in_progress() -> None:
         assert task.back_to_source_peers == {"p1"}
 
 
+@pytest.mark.parametrize("acyclic", [True, False])
+def test_without_the_cycle_test_two_peers_may_download_from_each_other(acyclic: bool) -> None:
+    scheduler = make(hosts=3, acyclic=acyclic)
+    only(register(scheduler, "p0", "h0"), BackToSource)
+    assert only(register(scheduler, "p1", "h1"), Parents).parent_ids == ("p0",)
+    assert set(only(register(scheduler, "p2", "h2"), Parents).parent_ids) == {"p0", "p1"}
+    # p1's only other candidate is its own child p2.
+    decisions = scheduler.reschedule(1.0, "p1", exclude=["p0"])
+    if acyclic:
+        assert not any(isinstance(d, Parents) for d in decisions)
+        assert "p2" not in scheduler.peer("p1").parents
+    else:
+        assert only(decisions, Parents).parent_ids == ("p2",)
+        assert "p1" in scheduler.peer("p2").parents  # a mesh: each is the other's parent
+
+
 def test_peer_to_peer_disabled_sends_everyone_to_the_source() -> None:
     scheduler = make(enable_peer_to_peer=False, back_to_source_limit=1)
     for index in range(5):

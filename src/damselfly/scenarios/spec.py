@@ -193,6 +193,7 @@ _CONFIG_PARSERS: dict[str, Callable[[Any], Any]] = {
     "gc_interval": duration,
     "seed_ring_replicas": integer(1),
     "wake_on_new_parent": boolean,
+    "acyclic": boolean,
 }
 assert set(_CONFIG_PARSERS) == set(SchedulerConfig.__dataclass_fields__), "keep in step"
 

@@ -1,7 +1,10 @@
 """The scheduler's knobs, with Dragonfly's defaults.
 
-Every default here is Dragonfly's own (scheduler/config), so that the ``default`` evaluator
-with a default config is a fair baseline for research comparisons.
+The scheduling defaults are Dragonfly's own (scheduler/config), so that the ``default``
+evaluator with a default config is a fair baseline for research comparisons. Three
+housekeeping values differ from Dragonfly's: ``host_ttl`` is 10 minutes (Dragonfly: 1
+hour), ``gc_interval`` 60 s (Dragonfly collects peers every 10 s and hosts every 6 hours),
+and a seed host takes 200 children at once (``DEFAULT_SEED_UPLOAD_SLOTS``; Dragonfly: 300).
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ class SchedulerConfig:
       finds no parent costs no try. Measured on a 1,000-peer flat rollout with one seed it
       did not help (efficiency 0.17 against 0.21 with Dragonfly's timer-only retries): the
       early peers all latch onto the seed and the still-empty peers at once.
+    - ``acyclic``: keep the task's parent graph free of cycles (Dragonfly always does). A
+      research knob: False drops the cycle test, so two peers may download from each other
+      (a mesh, as in BitTorrent-like swarms), to measure what the acyclic graph costs. See
+      docs/benchmarks.md ("Efficiency") for what it does on a rollout.
     """
 
     filter_parent_limit: int = 15
@@ -56,6 +63,7 @@ class SchedulerConfig:
     gc_interval: float = 60.0
     seed_ring_replicas: int = 100
     wake_on_new_parent: bool = False
+    acyclic: bool = True
 
     def __post_init__(self) -> None:
         for item in fields(self):

@@ -7,14 +7,16 @@ every call takes ``now`` in seconds and returns a list of decisions for the driv
 out. It never sleeps, reads a clock or touches the network, so the same object runs inside
 the simulator and behind the runtime's HTTP service.
 
-Scheduling a peer follows Dragonfly:
+Scheduling a peer follows Dragonfly, with one difference in step 1:
 
 1. Sample at most ``filter_parent_limit`` (15) peers of the task that can serve (a seed
    that is downloading, a peer back to the source or done, or a normal peer that already
-   has parents).
+   has parents). Dragonfly samples 15 of all the task's peers and then drops those that
+   cannot serve, so in a large task most of its draws are wasted and it retries more; the
+   core keeps the servable peers in a pool and samples that.
 2. Drop the peer itself, peers on its own host, parents it has blocked, hosts with no free
    upload slot, parents the evaluator calls bad, and any parent that would close a cycle in
-   the task's parent graph.
+   the task's parent graph (unless the config's research knob ``acyclic`` is off).
 3. Rank the rest with the evaluator and keep ``candidate_parent_limit`` (3). (The cycle
    test of step 2 runs on the ranked list, down to the last parent kept: the same result,
    fewer graph walks.)
@@ -764,7 +766,7 @@ class Scheduler:
                 and parent.can_serve
                 and host.upload_edges < host.upload_slots
             ):
-                ahead = self._ahead_of(parent, peer)
+                ahead = self._ahead_of(parent, peer) if self.config.acyclic else []
                 if ahead is not None:
                     self._link(parent, peer, ahead)
         if peer.parents and peer.state is PeerState.RECEIVED_NORMAL:
@@ -843,13 +845,14 @@ class Scheduler:
         # of one decision share what they learn (see _ahead_of): an edge into the peer
         # changes no peer's descendants.
         known: dict[Peer, bool] = {}
+        acyclic = config.acyclic
         for parent in evaluator.rank(candidates, peer, now, self.rng):
             # Two candidates may share a host (two downloads of one task there): that host's
             # slots count once per edge, so check again as edges are added.
             parent_host = parent.host
             if parent_host.upload_edges >= parent_host.upload_slots:
                 continue
-            ahead = self._ahead_of(parent, peer, known)
+            ahead = self._ahead_of(parent, peer, known) if acyclic else []
             if ahead is None:
                 continue
             self._link(parent, peer, ahead)
