@@ -36,6 +36,7 @@ def test_builtins_are_listed_and_validate() -> None:
     assert builtin_names() == [
         "churn",
         "cicd-burst",
+        "dag-vs-mesh",
         "edge-sites",
         "kraken-bench",
         "model-3idc",

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import itertools
 import json
+from typing import Any
 
 import networkx as nx
 import pytest
 
 from damselfly.results import Result
-from damselfly.scheduling import SchedulerConfig
+from damselfly.scheduling import PlannerConfig, SchedulerConfig
 from damselfly.sim import SimOptions, Simulation, simulate
 from damselfly.sim.workload import Arrivals, Faults, Workload, image
 
@@ -90,6 +91,34 @@ def test_swarms_obey_physics_and_conserve_bytes(seeds: int, seed: int) -> None:
     if seeds:
         assert result.decisions.get("TriggerSeed", 0) == 1
         assert totals["origin_egress_ratio"] == pytest.approx(1.0)
+
+
+def test_a_mesh_lets_peers_download_from_each_other_and_conserves_bytes() -> None:
+    # With the scheduler's cycle test off, a peer may be its own parent's parent.
+    config = SchedulerConfig(acyclic=False, candidate_parent_limit=8, filter_parent_limit=40)
+    options = SimOptions(evaluator="random", planner=PlannerConfig(max_per_parent=1))
+    sim = Simulation(flat(30, 125e6, 1250e6, seeds=1), Workload.file(64 * MiB), config, 4, options)
+    mutual = 0
+
+    def watch() -> Any:
+        nonlocal mutual
+        while sim.unfinished > 0:
+            yield sim.env.timeout(0.05)
+            mutual += sum(
+                1
+                for peer in sim.scheduler.peers.values()
+                for parent in peer.parents.values()
+                if peer.id in parent.parents
+            )
+
+    sim.env.process(watch())
+    result = sim.run()
+    assert mutual > 0
+    assert result.outcomes("normal")["succeeded"] == 30
+    assert result.efficiency is not None and 0.0 < result.efficiency <= 1.0
+    totals = result.totals
+    assert totals["bytes_sent"] == pytest.approx(totals["bytes_received"], rel=1e-12)
+    assert totals["origin_egress_ratio"] == pytest.approx(1.0)
 
 
 def test_same_seed_same_json_other_seed_differs() -> None:
