@@ -45,8 +45,10 @@ class SchedulerConfig:
       early peers all latch onto the seed and the still-empty peers at once.
     - ``acyclic``: keep the task's parent graph free of cycles (Dragonfly always does). A
       research knob: False drops the cycle test, so two peers may download from each other
-      (a mesh, as in BitTorrent-like swarms), to measure what the acyclic graph costs. See
-      docs/benchmarks.md ("Efficiency") for what it does on a rollout.
+      (a mesh, as in BitTorrent-like swarms), to measure what the acyclic graph costs. A
+      mesh can lock up (peers whose parents have nothing new pick each other), notably
+      with the other defaults; docs/benchmarks.md ("Efficiency") has what it does on a
+      rollout.
     """
 
     filter_parent_limit: int = 15
