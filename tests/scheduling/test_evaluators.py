@@ -174,6 +174,16 @@ def test_bad_parent_is_a_piece_cost_outlier(costs: list[float], bad: bool) -> No
     assert DefaultEvaluator().is_bad_parent(parent) is bad
 
 
+def test_equal_piece_costs_never_make_a_bad_parent() -> None:
+    # A seed fetching from the origin at a steady rate reports the same cost for every
+    # piece; the running sums' rounding must not put one of them above the mean.
+    evaluator = DefaultEvaluator()
+    parent = peer_on(Host(id="h", upload_rate=1e8))
+    for count in range(1, 300):
+        parent.piece_costs.add(0.1352)
+        assert not evaluator.is_bad_parent(parent), count
+
+
 def test_a_new_evaluator_is_one_class_found_by_name() -> None:
     @register_evaluator
     class MostPieces(Evaluator):

@@ -44,6 +44,7 @@ HostDistance = Callable[[str, str], float]
 # the others.
 MIN_COST_SAMPLES = 2
 NORMAL_DISTRIBUTION_SAMPLES = 30
+COST_ROUNDING = 1e-9
 OUTLIER_FACTOR = 20.0
 
 
@@ -81,7 +82,9 @@ class Evaluator(ABC):
         if samples < NORMAL_DISTRIBUTION_SAMPLES:
             return last > mean * OUTLIER_FACTOR
         variance = max(0.0, (costs.total_squares - last * last) / others - mean * mean)
-        return last > mean + 3.0 * math.sqrt(variance)
+        # The running sums carry rounding error: a cost equal to all the others (a steady
+        # download, as from the origin) must not come out above their mean.
+        return last > (mean + 3.0 * math.sqrt(variance)) * (1.0 + COST_ROUNDING)
 
 
 _E = TypeVar("_E", bound=type[Evaluator])
