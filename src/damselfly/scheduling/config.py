@@ -46,8 +46,8 @@ class SchedulerConfig:
     - ``acyclic``: keep the task's parent graph free of cycles (Dragonfly always does). A
       research knob: False drops the cycle test, so two peers may download from each other
       (a mesh, as in BitTorrent-like swarms), to measure what the acyclic graph costs. A
-      mesh can lock up (peers whose parents have nothing new pick each other), notably
-      with the other defaults; docs/benchmarks.md ("Efficiency") has what it does on a
+      mesh can lock up with the other defaults (a finished seed that no peer picks keeps
+      the pieces it never sent); docs/benchmarks.md ("Efficiency") has what it does on a
       rollout.
     """
 
