@@ -174,10 +174,11 @@ def test_the_scheduler_section_reaches_the_scheduler(tmp_path: Path) -> None:
 
     text = (
         "[hosts]\ncount = 4\n[content]\nsize = '64MiB'\n[scheduler]\nacyclic = false\n"
-        "candidate_parent_limit = 8\nmax_per_parent = 1\n"
+        "candidate_parent_limit = 8\nmax_per_parent = 1\nsample_all_peers = true\n"
     )
     inputs = build(read_scenario(write(tmp_path, text)))
     assert inputs.scheduler_config.acyclic is False
+    assert inputs.scheduler_config.sample_all_peers is True
     assert inputs.scheduler_config.candidate_parent_limit == 8
     assert inputs.options.planner.max_per_parent == 1
 

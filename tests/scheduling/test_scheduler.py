@@ -195,6 +195,29 @@ def test_without_the_cycle_test_two_peers_may_download_from_each_other(acyclic: 
         assert "p1" in scheduler.peer("p2").parents  # a mesh: each is the other's parent
 
 
+@pytest.mark.parametrize("sample_all_peers", [False, True])
+def test_dragonflys_sampling_draws_from_every_peer_of_the_task(sample_all_peers: bool) -> None:
+    # One peer can serve; 40 wait on its host, where it cannot be their parent. A newcomer
+    # draws one candidate: from the servable peers it always finds p0; from all 42 peers,
+    # as Dragonfly draws, it rarely does.
+    found = 0
+    for seed in range(20):
+        scheduler = Scheduler(
+            SchedulerConfig(filter_parent_limit=1, sample_all_peers=sample_all_peers),
+            rng=Random(seed),
+        )
+        for host_id in ("h0", "h1"):
+            scheduler.announce_host(0.0, host_id, upload_rate=125e6)
+        only(register(scheduler, "p0", "h0"), BackToSource)
+        for index in range(40):
+            only(register(scheduler, f"w{index}", "h0"), Retry)
+        found += any(isinstance(d, Parents) for d in register(scheduler, "x", "h1"))
+    if sample_all_peers:
+        assert found <= 5
+    else:
+        assert found == 20
+
+
 def test_peer_to_peer_disabled_sends_everyone_to_the_source() -> None:
     scheduler = make(enable_peer_to_peer=False, back_to_source_limit=1)
     for index in range(5):

@@ -194,6 +194,7 @@ _CONFIG_PARSERS: dict[str, Callable[[Any], Any]] = {
     "seed_ring_replicas": integer(1),
     "wake_on_new_parent": boolean,
     "acyclic": boolean,
+    "sample_all_peers": boolean,
 }
 assert set(_CONFIG_PARSERS) == set(SchedulerConfig.__dataclass_fields__), "keep in step"
 

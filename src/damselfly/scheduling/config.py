@@ -49,6 +49,11 @@ class SchedulerConfig:
       mesh can lock up with the other defaults (a finished seed that no peer picks keeps
       the pieces it never sent); docs/benchmarks.md ("Efficiency") has what it does on a
       rollout.
+    - ``sample_all_peers``: draw the ``filter_parent_limit`` candidates from all of the
+      task's peers and then drop those that cannot serve, as Dragonfly does; by default
+      the core draws them from the peers that can serve. In a large task that has just
+      started, most of Dragonfly's draws are peers still waiting for parents, so more
+      attempts find nobody and more peers go to the source.
     """
 
     filter_parent_limit: int = 15
@@ -66,6 +71,7 @@ class SchedulerConfig:
     seed_ring_replicas: int = 100
     wake_on_new_parent: bool = False
     acyclic: bool = True
+    sample_all_peers: bool = False
 
     def __post_init__(self) -> None:
         for item in fields(self):

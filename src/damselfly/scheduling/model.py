@@ -169,6 +169,9 @@ class Task:
     back_to_source_peers: set[str] = field(default_factory=set, repr=False)
     waiting: set[str] = field(default_factory=set, repr=False)
     parent_pool: PeerPool = field(default_factory=lambda: PeerPool(), repr=False)
+    # Every peer of the task, for Dragonfly's way of sampling candidates (see
+    # SchedulerConfig.sample_all_peers).
+    members: PeerPool = field(default_factory=lambda: PeerPool(), repr=False)
 
     @property
     def has_metadata(self) -> bool:

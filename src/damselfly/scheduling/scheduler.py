@@ -13,7 +13,8 @@ Scheduling a peer follows Dragonfly, with one difference in step 1:
    that is downloading, a peer back to the source or done, or a normal peer that already
    has parents). Dragonfly samples 15 of all the task's peers and then drops those that
    cannot serve, so in a large task most of its draws are wasted and it retries more; the
-   core keeps the servable peers in a pool and samples that.
+   core keeps the servable peers in a pool and samples that (the config's
+   ``sample_all_peers`` samples as Dragonfly does).
 2. Drop the peer itself, peers on its own host, parents it has blocked, hosts with no free
    upload slot, parents the evaluator calls bad, and any parent that would close a cycle in
    the task's parent graph (unless the config's research knob ``acyclic`` is off).
@@ -294,6 +295,7 @@ class Scheduler:
         self._place_last(peer)
         self.peers[peer_id] = peer
         task.peers[peer_id] = peer
+        task.members.add(peer)
         task.updated_at = now
         host.peers[peer_id] = peer
 
@@ -824,8 +826,19 @@ class Scheduler:
         host = peer.host
         blocked = peer.blocked
         candidates = []
+        task = peer.task
+        pool = task.parent_pool
+        if config.sample_all_peers:
+            # Dragonfly's draw: any of the task's peers, then only those that can serve.
+            sampled = [
+                candidate
+                for candidate in task.members.sample(self.rng, config.filter_parent_limit)
+                if candidate.id in pool
+            ]
+        else:
+            sampled = pool.sample(self.rng, config.filter_parent_limit)
         # Cheapest tests first: this loop runs for every sampled candidate of every decision.
-        for candidate in peer.task.parent_pool.sample(self.rng, config.filter_parent_limit):
+        for candidate in sampled:
             candidate_host = candidate.host
             if candidate_host is host or candidate_host.upload_edges >= candidate_host.upload_slots:
                 continue
@@ -1048,6 +1061,7 @@ class Scheduler:
         task = peer.task
         del self.peers[peer.id]
         del task.peers[peer.id]
+        task.members.discard(peer.id)
         peer.host.peers.pop(peer.id, None)
         task.back_to_source_peers.discard(peer.id)
         task.updated_at = now
