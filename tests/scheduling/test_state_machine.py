@@ -184,6 +184,12 @@ class SchedulerMachine(RuleBasedStateMachine):
             assert host.upload_edges <= host.upload_slots
         for task in scheduler.tasks.values():
             assert len(task.back_to_source_peers) <= scheduler.config.back_to_source_limit
+            # Only peers fetching from the origin now count towards the limit.
+            for peer_id in task.back_to_source_peers:
+                assert scheduler.peers[peer_id].state is PeerState.BACK_TO_SOURCE
+            # The pool Dragonfly-style sampling draws from holds exactly the task's peers.
+            assert len(task.members) == len(task.peers)
+            assert all(peer_id in task.members for peer_id in task.peers)
 
 
 SchedulerMachine.TestCase.settings = settings(

@@ -28,7 +28,9 @@ class SchedulerConfig:
     - ``back_to_source_limit``: peers of one task downloading from the source at once.
       As in Dragonfly, a peer counts from the moment it is sent back to the source until
       it succeeds, fails or leaves; seed peers, and peers sent there because peer-to-peer
-      is disabled, do not count.
+      is disabled, do not count. A peer that asks for the source (``need_back_to_source``,
+      as a daemon re-announcing what it holds does) is sent there even at the limit, and
+      counts. (Dragonfly's newer versions let one peer more through: ``<=`` the limit.)
     - ``enable_peer_to_peer``: False sends every peer to the source (a baseline to compare).
     - ``peer_idle_timeout``: a downloading peer with no report for this long is evicted.
     - ``peer_ttl``: a succeeded peer is forgotten after this long (a failed one goes at the
@@ -53,7 +55,8 @@ class SchedulerConfig:
       task's peers and then drop those that cannot serve, as Dragonfly does; by default
       the core draws them from the peers that can serve. In a large task that has just
       started, most of Dragonfly's draws are peers still waiting for parents, so more
-      attempts find nobody and more peers go to the source.
+      attempts find nobody (more retries); on the benchmark's rollout no more peers went to
+      the source (docs/benchmarks.md, "Efficiency").
     """
 
     filter_parent_limit: int = 15

@@ -259,6 +259,7 @@ class DefaultEvaluator(Evaluator):
         for index, parent in enumerate(candidates):
             parent_host = parent.host
             value = LOAD_QUALITY_WEIGHT * load_quality(parent, now)
+            # host_type_score() inlined for normal hosts, nearly every candidate.
             value += HOST_TYPE_WEIGHT * (
                 NORMAL_HOST_TYPE_SCORE
                 if parent_host.kind is not HostKind.SEED

@@ -199,7 +199,7 @@ class Peer:
     schedule_attempts: int = 0
     retry_at: float = math.inf
     # Position in the task's topological order: below every child's (kept by the
-    # Scheduler; see Scheduler._ahead_of).
+    # Scheduler while its parent graph is acyclic; see Scheduler._ahead_of).
     order: int = 0
     piece_costs: PieceCosts = field(default_factory=lambda: PieceCosts(), repr=False)
 

@@ -28,8 +28,11 @@ Scheduling a peer follows Dragonfly, with one difference in step 1:
 The first peer of a task with no seed host goes straight to the source. With seed hosts,
 a registration that finds no other peer of the task downloading or done (the first one, or
 one after every earlier peer is gone) triggers the seed chosen by a consistent hash ring
-over task ids, unless the task's seed failed in the last 30 minutes: then the peer goes to
-the source.
+over task ids, unless the task's latest seed peer has failed (and was created less than 30
+minutes ago): then the peer goes to the source. A failed peer is forgotten at the next
+garbage collection, and so is this memory of the seed's failure, as in Dragonfly. A second
+download of the task on the same host may trigger the seed again while the first trigger is
+under way: drivers ignore a trigger for a download they already run.
 When a peer fails or leaves, its children are rescheduled without it.
 """
 
@@ -373,7 +376,7 @@ class Scheduler:
         """``peer_id`` holds ``piece`` now, fetched from ``parent_id`` (None: the origin).
 
         This is the per-piece hot path: it updates the bitfield, the parent host's upload
-        counters and load estimate, and the peer's piece costs; a finished parent and the
+        counters and load estimate, and the peer's piece costs; a succeeded parent and the
         parent's host count as alive (garbage collection spares them). Raises UnknownPeerError,
         PieceOutOfRangeError, InvalidValueError (negative length or duration),
         InvalidTransitionError (a peer that is not receiving), PeerMisbehavedError (a
@@ -446,10 +449,11 @@ class Scheduler:
                 parent_host = parent.host
                 parent_host.upload_count += 1
                 parent_host.record_upload(now, length)
-                # As in Dragonfly, a parent that serves is alive: a finished parent does not
+                # As in Dragonfly, a parent that serves is alive: a succeeded parent does not
                 # expire and its host is not evicted while it uploads. (A downloading parent
-                # is judged by its own reports, like Dragonfly's piece download timeout.)
-                if parent.terminal:
+                # is judged by its own reports, like Dragonfly's piece download timeout; a
+                # failed one goes at the next collection whatever it does.)
+                if parent.state is PeerState.SUCCEEDED:
                     parent.updated_at = now
                 parent_host.announced_at = max(parent_host.announced_at, now)
         if peer.finished.set(piece):
@@ -722,20 +726,16 @@ class Scheduler:
         (Dragonfly's HasAvailablePeer). A peer waiting for parents counts: in Dragonfly it
         is running from the moment its daemon starts the download."""
         host = peer.host
-        blocked = peer.blocked
         for other in peer.task.peers.values():
-            if (
-                other.state in _AVAILABLE
-                and other.host is not host
-                and not (blocked and other.id in blocked)
-            ):
+            if other.state in _AVAILABLE and other.host is not host:
                 return True
         return False
 
     @staticmethod
     def _seed_failed_recently(task: Task, now: float) -> bool:
-        """Whether the task's latest seed peer failed less than SEED_FAILED_TIMEOUT after
-        it was created (Dragonfly's IsSeedPeerFailed)."""
+        """Whether the task's latest seed peer is failed and was created less than
+        SEED_FAILED_TIMEOUT ago (Dragonfly's IsSeedPeerFailed). Only peers not yet
+        collected count."""
         latest: Peer | None = None
         for other in task.peers.values():
             if other.host.kind is HostKind.SEED and (
