@@ -768,7 +768,7 @@ class Scheduler:
                 and parent.can_serve
                 and host.upload_edges < host.upload_slots
             ):
-                ahead = self._ahead_of(parent, peer) if self.config.acyclic else []
+                ahead = self._edge_ahead(parent, peer)
                 if ahead is not None:
                     self._link(parent, peer, ahead)
         if peer.parents and peer.state is PeerState.RECEIVED_NORMAL:
@@ -858,14 +858,13 @@ class Scheduler:
         # of one decision share what they learn (see _ahead_of): an edge into the peer
         # changes no peer's descendants.
         known: dict[Peer, bool] = {}
-        acyclic = config.acyclic
         for parent in evaluator.rank(candidates, peer, now, self.rng):
             # Two candidates may share a host (two downloads of one task there): that host's
             # slots count once per edge, so check again as edges are added.
             parent_host = parent.host
             if parent_host.upload_edges >= parent_host.upload_slots:
                 continue
-            ahead = self._ahead_of(parent, peer, known) if acyclic else []
+            ahead = self._edge_ahead(parent, peer, known)
             if ahead is None:
                 continue
             self._link(parent, peer, ahead)
@@ -878,6 +877,15 @@ class Scheduler:
             peer.apply(PeerEvent.DOWNLOAD)
         self._refresh_pool(peer)
         return tuple(parent.id for parent in chosen)
+
+    def _edge_ahead(
+        self, parent: Peer, child: Peer, known: dict[Peer, bool] | None = None
+    ) -> list[Peer] | None:
+        """:meth:`_ahead_of` while the graph is kept acyclic; with the config's ``acyclic``
+        off, every edge is allowed and nothing moves (the order is not kept)."""
+        if not self.config.acyclic:
+            return []
+        return self._ahead_of(parent, child, known)
 
     @classmethod
     def _ahead_of(

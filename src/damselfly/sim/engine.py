@@ -478,9 +478,15 @@ class Simulation:
     def _later(self, delay: float, fn: Callable[..., None], *args: Any) -> None:
         self.env.schedule(_Message(fn, args), NORMAL, delay)  # type: ignore[arg-type]
 
-    def _scheduler_up(self) -> bool:
+    def _outage_end(self) -> float | None:
+        """When the scheduler comes back, if it is down now; None while it is up."""
         outage = self.workload.faults.scheduler_outage
-        return outage is None or not outage[0] <= self.env.now < outage[1]
+        if outage is not None and outage[0] <= self.env.now < outage[1]:
+            return outage[1]
+        return None
+
+    def _scheduler_up(self) -> bool:
+        return self._outage_end() is None
 
     # -- talking to the scheduler ---------------------------------------------------------
 
@@ -535,11 +541,11 @@ class Simulation:
 
     def _arm_tick(self) -> None:
         deadline = self.scheduler.next_deadline()
-        outage = self.workload.faults.scheduler_outage
-        if outage is not None and outage[0] <= self.env.now < outage[1]:
+        back = self._outage_end()
+        if back is not None:
             # A scheduler that is down runs no timer: the next tick is when it is back (a
             # deadline already due would otherwise fire again at once, and time stand still).
-            deadline = max(deadline, outage[1])
+            deadline = max(deadline, back)
         if deadline < self._tick_at:
             self._tick_at = deadline
             self._tick_generation += 1
