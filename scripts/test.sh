@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install Damselfly with its test extras into .venv and run every check CI runs.
-# Usage: bash scripts/test.sh [extra pytest arguments]
+# Usage: bash scripts/test.sh [pytest arguments]  (with arguments: only pytest with them,
+#        in .venv; without: also the whole suite against the compiled build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,16 +12,34 @@ fi
 .venv/bin/python -m pip install -q -e '.[test]'
 
 echo "== ruff"
-.venv/bin/ruff check src tests benchmarks
+.venv/bin/ruff check src tests benchmarks setup.py
 echo "== import contracts"
 .venv/bin/lint-imports
-echo "== mypy (strict) on the scheduling core"
-.venv/bin/mypy src/damselfly/scheduling
+echo "== mypy: the scheduling core (strict) and the other modules the compiled build compiles"
+.venv/bin/mypy src/damselfly/scheduling src/damselfly/sim/engine.py src/damselfly/sim/network.py
+run_pytest() {  # run_pytest PYTHON [pytest arguments]: pytest, where no tests is a failure
+    local python=$1 status=0
+    shift
+    "$python" -m pytest "$@" || status=$?
+    if [ "$status" -eq 5 ]; then
+        echo "pytest collected no tests: that is a failure, not a pass" >&2
+        return 1
+    fi
+    return "$status"
+}
+
 echo "== pytest"
-status=0
-.venv/bin/python -m pytest "$@" || status=$?
-if [ "$status" -eq 5 ]; then
-    echo "pytest collected no tests: that is a failure, not a pass" >&2
-    exit 1
+run_pytest .venv/bin/python "$@"
+
+# With arguments, a targeted run: stop here. The full run also tests the compiled build
+# (DAMSELFLY_COMPILE=1, see setup.py) in a second environment, installed as users install
+# it (not editable) and imported from there, not from src/ (pythonpath emptied).
+if [ "$#" -eq 0 ]; then
+    echo "== the compiled build: install into .venv-compiled, then the whole suite again"
+    if [ ! -x .venv-compiled/bin/python ]; then
+        python3 -m venv .venv-compiled
+    fi
+    .venv-compiled/bin/python -m pip install -q --upgrade pip
+    DAMSELFLY_COMPILE=1 .venv-compiled/bin/python -m pip install -q '.[test]'
+    DAMSELFLY_EXPECT_COMPILED=1 run_pytest .venv-compiled/bin/python -o pythonpath=
 fi
-exit "$status"

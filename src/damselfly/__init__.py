@@ -6,3 +6,11 @@ runtime (`damselfly.runtime`). See the README for the architecture.
 """
 
 __version__ = "0.1.0"
+
+
+def compiled() -> bool:
+    """Whether the scheduling core runs compiled to C by mypyc (an install made with
+    ``DAMSELFLY_COMPILE=1``: see ``setup.py``) rather than as Python."""
+    from damselfly.scheduling import scheduler
+
+    return not scheduler.__file__.endswith(".py")

@@ -47,7 +47,9 @@ A :class:`Result` serialises to a JSON object (``Result.to_json`` / ``Result.fro
     The fluid lower bound ``T_min = max(F/u_s, F/min(d_i), N*F/(u_s + sum u_i))`` (Kumar and
     Ross), the last finish time, and ``T_min / t_last_finish`` (above 1 is a model bug).
 ``extra``
-    Driver-specific figures (e.g. simulator event counts); readers may ignore it.
+    Driver-specific figures (e.g. simulator event counts, and ``compiled``: whether the
+    scheduling core ran compiled by mypyc, which changes wall times, never results);
+    readers may ignore it.
 
 Every float is finite or null in JSON (``NaN``/``inf`` are written as null).
 """
@@ -114,7 +116,7 @@ class Result:
     driver: str
     content_bytes: int
     peers: list[PeerRecord]
-    totals: dict[str, float]
+    totals: dict[str, float | None]
     links: dict[str, Any]
     timeline: dict[str, list[float]]
     decisions: dict[str, int]

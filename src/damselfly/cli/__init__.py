@@ -87,8 +87,25 @@ class LazyGroup(click.Group):
         return importlib.util.find_spec(module_name) is not None
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from damselfly import compiled
+
+    build = "compiled core (mypyc)" if compiled() else "Python core"
+    click.echo(f"damselfly {__version__}, {build}")
+    ctx.exit()
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="damselfly")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the version and whether the core runs compiled, then exit.",
+)
 def cli() -> None:
     """Damselfly: peer-to-peer distribution of images, models and large files.
 

@@ -260,7 +260,11 @@ def sim(
         ),
         ("decisions", ", ".join(f"{k} {v}" for k, v in sorted(result.decisions.items()))),
         ("piece transfers", f"{result.totals['piece_transfers']:,}"),
-        ("wall time", format_duration(result.wall_time_s)),
+        (
+            "wall time",
+            format_duration(result.wall_time_s)
+            + (" (compiled core)" if result.extra.get("compiled") else " (Python core)"),
+        ),
     ]
     for name, value in rows:
         table.add_row(name, value)

@@ -47,7 +47,8 @@ class Bitfield:
         self._check(index)
         return (self.bits >> index) & 1 == 1
 
-    __contains__ = has
+    def __contains__(self, index: int) -> bool:
+        return self.has(index)
 
     def set(self, index: int) -> bool:
         """Set piece ``index``; return True if it was not set before."""

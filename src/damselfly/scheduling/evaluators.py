@@ -22,6 +22,8 @@ from collections.abc import Callable
 from random import Random
 from typing import Any, ClassVar, TypeVar
 
+from mypy_extensions import mypyc_attr
+
 from damselfly.scheduling.errors import InvalidValueError, UnknownEvaluatorError
 from damselfly.scheduling.model import LOCATION_PARTS, Peer, intern_location
 from damselfly.scheduling.states import HostKind, PeerState
@@ -48,8 +50,12 @@ COST_ROUNDING = 1e-9
 OUTLIER_FACTOR = 20.0
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Evaluator(ABC):
-    """Ranks candidate parents; subclasses set ``name`` and implement :meth:`score`."""
+    """Ranks candidate parents; subclasses set ``name`` and implement :meth:`score`.
+
+    Subclasses may be plain Python classes even when the core is compiled (see
+    ``setup.py``)."""
 
     name: ClassVar[str]
 
@@ -92,7 +98,7 @@ _REGISTRY: dict[str, type[Evaluator]] = {}
 
 
 def register_evaluator(cls: _E) -> _E:
-    """Class decorator: make ``cls`` available under ``cls.name``."""
+    """Make ``cls`` available under ``cls.name``: a class decorator, or a call after the class."""
     name = getattr(cls, "name", "")
     if not name:
         raise InvalidValueError(f"{cls.__name__} needs a class attribute 'name'")
@@ -234,7 +240,6 @@ def load_quality(parent: Peer, now: float) -> float:
     return bandwidth + CONCURRENCY_WEIGHT * needed / edges
 
 
-@register_evaluator
 class DefaultEvaluator(Evaluator):
     """Dragonfly's default score, in 0..1::
 
@@ -292,7 +297,6 @@ class DefaultEvaluator(Evaluator):
         )
 
 
-@register_evaluator
 class RandomEvaluator(Evaluator):
     """A uniformly random order, drawn from the scheduler's seeded generator."""
 
@@ -318,7 +322,6 @@ def free_upload_rate(parent: Peer, now: float) -> float:
     return min(left, host.upload_rate / (host.upload_edges + 1))
 
 
-@register_evaluator
 class BandwidthEvaluator(Evaluator):
     """The largest estimated free upload rate first (see :func:`free_upload_rate`)."""
 
@@ -328,7 +331,6 @@ class BandwidthEvaluator(Evaluator):
         return free_upload_rate(parent, now)
 
 
-@register_evaluator
 class TopologyEvaluator(Evaluator):
     """The nearest parent first: ``score = -distance(parent host, child host)``.
 
@@ -356,3 +358,10 @@ class TopologyEvaluator(Evaluator):
         ]
         keyed.sort()
         return [candidates[index] for _, _, index in keyed]
+
+
+# Registered by call, not by decorator: a decorated class cannot be compiled (mypyc).
+register_evaluator(DefaultEvaluator)
+register_evaluator(RandomEvaluator)
+register_evaluator(BandwidthEvaluator)
+register_evaluator(TopologyEvaluator)

@@ -49,6 +49,7 @@ import numpy as np
 import simpy
 from simpy.events import NORMAL
 
+from damselfly import compiled
 from damselfly.results import PeerRecord, Result, fluid_lower_bound, utilisation_summary
 from damselfly.scheduling import (
     AlreadyComplete,
@@ -340,11 +341,10 @@ class Simulation:
         self.contents = {c.url: c for c in workload.contents}
         self.hosts: dict[str, SimHost] = {}
         self.peers: dict[str, SimPeer] = {}
-        self.origin: SimHost | None = None
         self.labels: dict[str, dict[str, str]] = {}
         # What each host tells the scheduler when it announces itself (see _heartbeat).
         self.announcements: dict[str, dict[str, Any]] = {}
-        self._build_hosts(topology)
+        self.origin: SimHost = self._build_hosts(topology)
         # Bytes received so far by source class, and across IDCs (for the timeline and
         # the totals; None when the topology has one IDC, so there is no WAN to count).
         self.received_by_class = {"origin": 0, "seed": 0, "peer": 0}
@@ -379,8 +379,10 @@ class Simulation:
 
     # -- setup --------------------------------------------------------------------------
 
-    def _build_hosts(self, graph: Any) -> None:
+    def _build_hosts(self, graph: Any) -> SimHost:
+        """Make the hosts and announce them to the scheduler; return the origin."""
         network = self.network
+        origin: SimHost | None = None
         for name, index in network.host_index.items():
             data = graph.nodes[name]
             role = data.get("role")
@@ -391,16 +393,16 @@ class Simulation:
             self.hosts[host.host_id] = host
             self.labels[host.host_id] = _labels(data, upload)
             if role == "origin":
-                self.origin = host
-        if self.origin is None:
+                origin = host
+        if origin is None:
             raise ValueError("the topology has no origin node (role 'origin')")
-        origin_index = self.origin.index
+        origin_index = origin.index
         for host in self.hosts.values():
-            if host is not self.origin:
+            if host is not origin:
                 host.latency = network.latency(host.index, origin_index)
         now = 0.0
         for name, host in self.hosts.items():
-            if host is self.origin:
+            if host is origin:
                 continue
             data = graph.nodes[name]
             announcement = self.announcements[name] = {
@@ -411,6 +413,7 @@ class Simulation:
                 "upload_slots": data.get("upload_slots"),
             }
             self.scheduler.announce_host(now, name, **announcement)
+        return origin
 
     def _normal_hosts(self) -> list[SimHost]:
         wanted = self.workload.hosts
@@ -652,7 +655,6 @@ class Simulation:
         for old in peer.parents.values():
             if isinstance(old, SimPeer):
                 old.children.pop(peer.peer_id, None)
-        assert self.origin is not None
         peer.parents = {ORIGIN_ID: self.origin}
         peer.parent_bits = {ORIGIN_ID: Bitfield.full(peer.piece_count)}
         peer.state = SOURCE
@@ -696,7 +698,7 @@ class Simulation:
                     continue
                 size = min(plength, length - piece * plength)
                 # Only a super-seeding offer tracks uploads (the others offer all they hold).
-                if parent is not parent_host and parent.offer.super_seeding:
+                if not isinstance(parent, SimHost) and parent.offer.super_seeding:
                     self._offer_started(parent, piece)
                 if limit is not None and len(parent_host.uploads) >= limit:
                     parent_host.queue.append((peer, piece, parent_id, size))
@@ -1072,7 +1074,6 @@ class Simulation:
         return self._result(t_min, wall, horizon)
 
     def _lower_bound(self, normal: list[SimHost]) -> float:
-        assert self.origin is not None
         seeds = [h for h in self.hosts.values() if h.kind == "seed"]
         uploads = [h.upload_rate for h in normal] + [h.upload_rate for h in seeds]
         downloads = [h.download_rate for h in normal]
@@ -1136,6 +1137,7 @@ class Simulation:
             "horizon": horizon,
         }
         extra = {
+            "compiled": compiled(),
             "sim_time": self.env.now,
             "rerates": network.rerates,
             **self.counters,

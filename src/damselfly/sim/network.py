@@ -86,7 +86,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Hashable, Iterable
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import simpy
@@ -106,10 +106,10 @@ _MAX_LINKS = 62  # links on one path (node ids are slot * width + k)
 class FlowState:
     """States of a flow (small ints for speed; a flow only moves forward)."""
 
-    PENDING = kernel.PENDING  # started, first byte still on its way
-    ACTIVE = kernel.ACTIVE  # rated, moving bytes
-    DONE = kernel.DONE  # every byte delivered, callback made
-    CANCELLED = kernel.CANCELLED  # stopped early (a crash); partial bytes counted
+    PENDING: Final = kernel.PENDING  # started, first byte still on its way
+    ACTIVE: Final = kernel.ACTIVE  # rated, moving bytes
+    DONE: Final = kernel.DONE  # every byte delivered, callback made
+    CANCELLED: Final = kernel.CANCELLED  # stopped early (a crash); partial bytes counted
 
 
 class Flow:
