@@ -15,6 +15,7 @@ beside the sources and run instead of them, so edits would not take effect.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from setuptools import setup
@@ -40,6 +41,11 @@ def _wants_compiled() -> bool:
 def _extensions() -> list[object]:
     if not _wants_compiled():
         return []
+    if "editable_wheel" in sys.argv or "develop" in sys.argv:
+        raise SystemExit(
+            "DAMSELFLY_COMPILE=1 needs a regular install (pip install .), not an editable one:"
+            " the compiled modules would run instead of the edited sources"
+        )
     from mypyc.build import mypycify
 
     # The build environment holds only the build requirements: the other libraries are

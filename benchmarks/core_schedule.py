@@ -18,6 +18,7 @@ import statistics
 import time
 from random import Random
 
+import damselfly
 from damselfly.scheduling import HostKind, Parents, Scheduler, SchedulerConfig
 
 URL = "https://registry.example/v2/library/app/blobs/sha256:0123"
@@ -112,6 +113,7 @@ def main() -> None:
                 "new_peers": decisions,
                 "parents_at_once": with_parents,
                 "python": platform.python_version(),
+                "compiled": damselfly.compiled(),
                 "machine": f"{platform.machine()}, {cpu_model()}, {os.cpu_count()} cores",
             }
         )

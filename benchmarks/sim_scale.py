@@ -26,6 +26,7 @@ import resource
 import subprocess
 import sys
 
+import damselfly
 from damselfly.scheduling import SchedulerConfig
 from damselfly.sim import SimOptions, Workload, simulate
 from damselfly.topologies import flat
@@ -58,6 +59,7 @@ def run_once(peers: int, size: int, seed: int, quantum: float) -> dict[str, obje
         "succeeded": result.outcomes("normal")["succeeded"],
         "quantum": quantum,
         "python": platform.python_version(),
+        "compiled": damselfly.compiled(),
     }
 
 
