@@ -312,6 +312,10 @@ class SimPeer:
         )
 
 
+# What a piece transfer's flow carries: the child, the piece, the parent's id and host.
+PieceTag = tuple[SimPeer, int, str, SimHost]
+
+
 class Simulation:
     """One run; see the module docstring. Build it, then call :meth:`run` once."""
 
@@ -775,7 +779,8 @@ class Simulation:
         )
 
     def _piece_done(self, flow: Flow) -> None:
-        peer, piece, parent_id, parent_host = flow.tag
+        tag: PieceTag = flow.tag
+        peer, piece, parent_id, parent_host = tag
         del peer.flows[(piece, parent_id)]
         del parent_host.uploads[flow.flow_id]
         if parent_host.queue:
@@ -939,7 +944,8 @@ class Simulation:
         if flow is None:
             return
         delivered = self.network.cancel(flow)
-        child, _, _, parent_host = flow.tag
+        tag: PieceTag = flow.tag
+        child, _, _, parent_host = tag
         child.record.bytes_from[parent_host.source_class] += round(delivered)
         self.received_by_class[parent_host.source_class] += round(delivered)
         self.wasted_bytes += delivered
@@ -972,7 +978,8 @@ class Simulation:
         # Children lose the pieces this host was sending; they notice after the latency.
         for flow in list(host.uploads.values()):
             self._cancel(flow)
-            child, piece, parent_id, _ = flow.tag
+            tag: PieceTag = flow.tag
+            child, piece, parent_id, _ = tag
             child.flows.pop((piece, parent_id), None)
             self._later(
                 network.latency(host.index, child.host.index),
