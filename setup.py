@@ -4,7 +4,7 @@
 also compiles, from the same sources, the scheduling core and the simulator's per-piece
 path (its event engine and the Python side of its flow network) into C extensions with
 mypyc, which ships with mypy. The compiled core makes 2.5 to 2.8 times as many scheduling
-decisions per second and a simulation runs 1.2 to 1.3 times as fast; results are identical
+decisions per second and a simulation runs 1.3 to 1.5 times as fast; results are identical
 (docs/benchmarks.md). It needs a C compiler and Python's headers.
 
 Compile only into a regular install, never an editable one: the extensions would sit
