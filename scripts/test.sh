@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install Damselfly with its test extras into .venv and run every check CI runs.
-# Usage: bash scripts/test.sh [pytest arguments]  (with arguments: only pytest with them,
-#        in .venv; without: also the whole suite against the compiled build)
+# Usage: bash scripts/test.sh [pytest arguments]  (with arguments, the tests run once, with
+#        them, in .venv; without, the whole suite also runs against the compiled build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,6 +40,9 @@ if [ "$#" -eq 0 ]; then
         python3 -m venv .venv-compiled
     fi
     .venv-compiled/bin/python -m pip install -q --upgrade pip
+    # setuptools packs whatever build/ holds: a module compiled before and since removed or
+    # renamed would be installed beside the sources and shadow them.
+    rm -rf build
     DAMSELFLY_COMPILE=1 .venv-compiled/bin/python -m pip install -q '.[test]'
     DAMSELFLY_EXPECT_COMPILED=1 run_pytest .venv-compiled/bin/python -o pythonpath=
 fi

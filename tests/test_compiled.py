@@ -5,22 +5,27 @@ one: it must give identical results.
 against a compiled install, with ``DAMSELFLY_EXPECT_COMPILED=1``; then this module checks
 that the compiled modules were really the ones tested, and compares a simulation that goes
 through most of the engine's paths (layers, Poisson arrivals, crashes, slow and corrupt
-hosts, a seed failure, a scheduler outage, a leaf-spine network) with the same simulation
+hosts, a seed failure, a scheduler outage, uploads queued at busy parents, a leaf-spine
+network) with the same simulation
 run by the Python sources in a child process.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import pkgutil
 import subprocess
 import sys
+from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner
 
 import damselfly
+from damselfly import scheduling
 from damselfly.cli import cli
 from damselfly.scenarios import load_scenario
 from damselfly.scenarios.run import run_scenario
@@ -67,6 +72,9 @@ corrupt_fraction = 0.15
 seed_crash_at = "0.5s"
 scheduler_outage = ["0.3s", "0.5s"]
 
+[daemon]
+upload_concurrency = 2
+
 [run]
 seed = 3
 """
@@ -77,6 +85,7 @@ import json, sys
 from click.testing import CliRunner
 
 import damselfly
+from damselfly import scheduling
 from damselfly.cli import cli
 from damselfly.scenarios import load_scenario
 from damselfly.scenarios.run import run_scenario
@@ -85,16 +94,31 @@ print(json.dumps({"compiled": damselfly.compiled(), "result": result.to_dict()})
 """
 
 
-def _comparable(document: dict[str, Any]) -> dict[str, Any]:
+def _comparable(document: dict[str, Any]) -> str:
+    """The document as JSON text (so 1 and 1.0 differ) without what may differ between
+    builds: the wall time and the build flag."""
     document = dict(document)
     document.pop("wall_time_s")
     document["extra"] = {k: v for k, v in document["extra"].items() if k != "compiled"}
-    return document
+    return json.dumps(document)
+
+
+def _compiled_modules() -> list[str]:
+    """The modules setup.py compiles: the scheduling core's and two of the simulator's."""
+    prefix = "damselfly.scheduling."
+    core = [info.name for info in pkgutil.iter_modules(scheduling.__path__, prefix)]
+    return ["damselfly.scheduling", *core, "damselfly.sim.engine", "damselfly.sim.network"]
 
 
 def test_the_build_under_test_is_the_one_expected() -> None:
     expected = os.environ.get("DAMSELFLY_EXPECT_COMPILED", "0") == "1"
     assert damselfly.compiled() is expected
+    modules = _compiled_modules()
+    assert len(modules) > 10
+    for name in modules:
+        module = importlib.import_module(name)
+        is_extension = str(module.__file__).endswith(tuple(EXTENSION_SUFFIXES))
+        assert is_extension is expected, f"{name} from {module.__file__}"
 
 
 def test_version_says_which_build_runs() -> None:
@@ -112,6 +136,8 @@ def test_compiled_and_python_builds_give_identical_results(tmp_path: Path) -> No
     outcomes = here.outcomes("normal")
     assert outcomes["crashed"] > 0 and outcomes["succeeded"] > 0
     assert here.extra["corrupt_pieces"] > 0
+    assert here.extra["queued_requests"] > 0
+    assert here.extra["lost_messages"] > 0
 
     environment = {**os.environ, "PYTHONPATH": str(SOURCES)}
     child = subprocess.run(

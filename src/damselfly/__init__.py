@@ -11,6 +11,8 @@ __version__ = "0.1.0"
 def compiled() -> bool:
     """Whether the scheduling core runs compiled to C by mypyc (an install made with
     ``DAMSELFLY_COMPILE=1``: see ``setup.py``) rather than as Python."""
+    from importlib.machinery import EXTENSION_SUFFIXES
+
     from damselfly.scheduling import scheduler
 
-    return not scheduler.__file__.endswith(".py")
+    return scheduler.__file__ is not None and scheduler.__file__.endswith(tuple(EXTENSION_SUFFIXES))
