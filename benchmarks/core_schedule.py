@@ -5,7 +5,8 @@ part of the content); then 5,000 new peers on the other hosts register, and each
 first decision. We time only the registrations (register + schedule), on one core.
 
 Usage: python benchmarks/core_schedule.py [--hosts 10000] [--running 5000] [--repeat 3]
-The last line printed is one JSON object of figures.
+The last line printed is one JSON object of figures; its "compiled" says which build ran
+(time the compiled build with its interpreter, e.g. .venv-compiled/bin/python).
 """
 
 from __future__ import annotations

@@ -13,7 +13,9 @@ Usage: python benchmarks/sim_scale.py [--peers 10000] [--size 1GiB] [--seed 1]
             going from random senders until that many transfers have finished; it prints
             wall and CPU time per transfer, CPU time being the one to compare on a machine
             shared with other work)
-The last line printed is one JSON object of figures.
+The last line printed is one JSON object of figures; its "compiled" says which build ran
+(time the compiled build with its interpreter, e.g. .venv-compiled/bin/python, which
+scripts/test.sh installs).
 """
 
 from __future__ import annotations
