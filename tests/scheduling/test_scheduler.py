@@ -9,6 +9,7 @@ import pytest
 from damselfly.scheduling import (
     AlreadyComplete,
     BackToSource,
+    Decision,
     Fail,
     HostEvicted,
     HostKind,
@@ -30,6 +31,7 @@ from damselfly.scheduling import (
     UnknownTaskError,
     UsageError,
 )
+from damselfly.scheduling.scheduler import SEED_FAILED_TIMEOUT
 
 URL = "https://origin.example/file.bin"
 MiB = 1024**2
@@ -110,6 +112,42 @@ def test_a_task_left_with_no_peer_to_serve_triggers_its_seed_again(seed_end: str
         # A seed that failed just now is not asked again: the peer goes to the source.
         assert not any(isinstance(d, TriggerSeed) for d in decisions)
         assert only(decisions, BackToSource).peer_id == "p2"
+
+
+def test_a_failed_seed_is_remembered_for_thirty_minutes_until_it_is_collected() -> None:
+    # Dragonfly's IsSeedPeerFailed: the seed peer failed and was created less than 30 min
+    # ago. The memory is the failed peer itself, so it also ends when the peer is collected.
+    def orphan_task(scheduler: Scheduler) -> tuple[str, float]:
+        trigger = only(register(scheduler, "p0", "h0"), TriggerSeed)
+        register(scheduler, "s0", trigger.host_id, now=0.1)
+        scheduler.peer_failed(1.0, "s0", "origin unreachable")
+        scheduler.peer_left(1.0, "p0")
+        return trigger.host_id, scheduler.peer("s0").created_at
+
+    def first_decision(
+        scheduler: Scheduler, peer_id: str, host_id: str, now: float
+    ) -> list[Decision]:
+        decisions = register(scheduler, peer_id, host_id, now=now)
+        scheduler.peer_left(now, peer_id)  # nobody left holding or fetching the task
+        return decisions
+
+    # Not collected (no tick): to the source until 30 min after the seed peer's creation,
+    # then the seed is triggered again.
+    scheduler = make(seeds=1)
+    seed_host, created = orphan_task(scheduler)
+    deadline = created + SEED_FAILED_TIMEOUT
+    only(first_decision(scheduler, "p1", "h1", deadline - 0.5), BackToSource)
+    assert only(first_decision(scheduler, "p2", "h2", deadline + 0.5), TriggerSeed).host_id == (
+        seed_host
+    )
+    # Collected by the garbage collection that follows the failure: triggered at once.
+    scheduler = make(seeds=1)
+    seed_host, _ = orphan_task(scheduler)
+    scheduler.tick(1.0 + scheduler.config.gc_interval)
+    with pytest.raises(UnknownPeerError):
+        scheduler.peer("s0")
+    later = 2.0 + scheduler.config.gc_interval
+    assert only(first_decision(scheduler, "p1", "h1", later), TriggerSeed).host_id == seed_host
 
 
 def test_retries_then_back_to_source_after_four_tries() -> None:
