@@ -18,16 +18,23 @@ from __future__ import annotations
 import os
 import shutil
 import sysconfig
+import tomllib
 from pathlib import Path
 
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
-# The modules compiled: every module of the scheduling core, and the simulator's engine and
-# network. The network's numba kernel (sim/flowkernel.py) is compiled by numba instead.
-# Paths are relative to this file's folder, where pip runs it.
-CORE = sorted(str(path) for path in Path("src/damselfly/scheduling").glob("*.py"))
-COMPILED = [*CORE, "src/damselfly/sim/engine.py", "src/damselfly/sim/network.py"]
+
+def compiled_sources(root: Path) -> list[Path]:
+    """The files compiled: those mypy checks (``[tool.mypy] files`` in pyproject.toml),
+    a folder standing for its ``*.py`` files."""
+    with open(root / "pyproject.toml", "rb") as config:
+        entries = tomllib.load(config)["tool"]["mypy"]["files"]
+    sources: list[Path] = []
+    for entry in entries:
+        path = root / entry
+        sources.extend(sorted(path.glob("*.py")) if path.is_dir() else [path])
+    return sources
 
 
 def _wants_compiled() -> bool:
@@ -40,9 +47,7 @@ def _wants_compiled() -> bool:
 
 
 def _check_toolchain() -> None:
-    """Fail before mypyc's minute of work, in one line, when C cannot be compiled here."""
-    if not CORE:
-        raise SystemExit(f"setup.py must run from the project's folder, not {os.getcwd()}")
+    """Fail in one line, before the build's minute of work, when C cannot be compiled here."""
     compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
     if shutil.which(compiler) is None:
         raise SystemExit(
@@ -84,7 +89,11 @@ def _extensions() -> list[object]:
         "--no-warn-unused-configs",
         "--no-warn-unused-ignores",
     ]
-    return list(mypycify([*flags, *COMPILED], opt_level="3"))
+    # Relative paths: pip runs this file from the project's folder.
+    sources = [str(path) for path in compiled_sources(Path())]
+    return list(mypycify([*flags, *sources], opt_level="3"))
 
 
-setup(ext_modules=_extensions(), cmdclass={"build_ext": _BuildCompiled})
+# pip runs this file as __main__; tests/test_compiled.py imports compiled_sources from it.
+if __name__ == "__main__":
+    setup(ext_modules=_extensions(), cmdclass={"build_ext": _BuildCompiled})
