@@ -42,10 +42,9 @@ import heapq
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from operator import attrgetter
 from random import Random
-from typing import Any
+from typing import Any, Final
 
 from damselfly.scheduling.bitfield import Bitfield
 from damselfly.scheduling.config import SchedulerConfig
@@ -96,19 +95,48 @@ ORDER_SPACING = 1 << 40
 TASK_ID_CACHE_SIZE = 4096
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
 class PieceReport:
     """One finished piece, for :meth:`Scheduler.pieces_finished`.
 
     ``parent_id`` is None when the piece came from the origin; ``duration`` is the seconds
     the transfer took; ``digest`` (e.g. ``"sha256:..."``) is the piece's digest when known.
+    A value like :class:`~damselfly.scheduling.PieceRequest` (and written out for the same
+    reason: a daemon makes one per piece).
     """
 
-    piece: int
-    length: int
-    parent_id: str | None = None
-    duration: float = 0.0
-    digest: str | None = None
+    __slots__ = ("digest", "duration", "length", "parent_id", "piece")
+
+    def __init__(
+        self,
+        *,
+        piece: int,
+        length: int,
+        parent_id: str | None = None,
+        duration: float = 0.0,
+        digest: str | None = None,
+    ) -> None:
+        self.piece: Final = piece
+        self.length: Final = length
+        self.parent_id: Final = parent_id
+        self.duration: Final = duration
+        self.digest: Final = digest
+
+    def _fields(self) -> tuple[int, int, str | None, float, str | None]:
+        return (self.piece, self.length, self.parent_id, self.duration, self.digest)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PieceReport):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return (
+            f"PieceReport(piece={self.piece!r}, length={self.length!r}, "
+            f"parent_id={self.parent_id!r}, duration={self.duration!r}, digest={self.digest!r})"
+        )
 
 
 class Scheduler:

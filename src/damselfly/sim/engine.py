@@ -50,7 +50,13 @@ import simpy
 from simpy.events import NORMAL
 
 from damselfly import compiled
-from damselfly.results import PeerRecord, Result, fluid_lower_bound, utilisation_summary
+from damselfly.results import (
+    SOURCE_CLASSES,
+    PeerRecord,
+    Result,
+    fluid_lower_bound,
+    utilisation_summary,
+)
 from damselfly.scheduling import (
     AlreadyComplete,
     BackToSource,
@@ -220,7 +226,7 @@ class SimHost:
         "latency",
         "peers",
         "queue",
-        "source_class",
+        "source",
         "upload_rate",
         "uploads",
     )
@@ -238,7 +244,9 @@ class SimHost:
         self.uploads: dict[int, Flow] = {}  # flows this host sends, by flow id
         # Requests waiting for an upload slot: (child, piece, parent_id, size).
         self.queue: deque[tuple[SimPeer, int, str, int]] = deque()
-        self.source_class = "origin" if kind == "origin" else ("seed" if kind == "seed" else "peer")
+        # What its uploads count as for the receiver: an index into SOURCE_CLASSES (origin,
+        # seed, peer).
+        self.source = 0 if kind == "origin" else (1 if kind == "seed" else 2)
 
 
 class SimPeer:
@@ -247,6 +255,7 @@ class SimPeer:
     __slots__ = (
         "children",
         "content",
+        "first_byte_at",
         "flows",
         "have",
         "host",
@@ -259,6 +268,7 @@ class SimPeer:
         "piece_count",
         "piece_length",
         "planner",
+        "received",
         "record",
         "registered",
         "reports",
@@ -307,6 +317,10 @@ class SimPeer:
         self.reschedule_pending = False
         self.stall_armed = False
         self.starved = False
+        # Bytes received by source class (see SimHost.source) and the first byte's time:
+        # counted here on the per-piece path, copied into the record at the end.
+        self.received = [0, 0, 0]
+        self.first_byte_at: float | None = None
         self.record = PeerRecord(
             peer_id=peer_id, host_id=host.host_id, task=content.url, kind=host.kind
         )
@@ -351,7 +365,7 @@ class Simulation:
         self.origin: SimHost = self._build_hosts(topology)
         # Bytes received so far by source class, and across IDCs (for the timeline and
         # the totals; None when the topology has one IDC, so there is no WAN to count).
-        self.received_by_class = {"origin": 0, "seed": 0, "peer": 0}
+        self.received_by_class = [0, 0, 0]  # indexed like SOURCE_CLASSES
         self.idc_of = {host: labels.get("idc", "") for host, labels in self.labels.items()}
         idcs = {idc for host, idc in self.idc_of.items() if self.hosts[host] is not self.origin}
         self.cross_idc_bytes: int | None = 0 if len(idcs) > 1 else None
@@ -785,11 +799,10 @@ class Simulation:
         del parent_host.uploads[flow.flow_id]
         if parent_host.queue:
             self._serve_queue(parent_host)
-        record = peer.record
         size = int(flow.size)
-        source_class = parent_host.source_class
-        record.bytes_from[source_class] += size
-        self.received_by_class[source_class] += size
+        source = parent_host.source
+        peer.received[source] += size
+        self.received_by_class[source] += size
         if (
             self.cross_idc_bytes is not None
             and parent_host is not self.origin
@@ -799,8 +812,8 @@ class Simulation:
         if peer.state >= DONE:
             self.wasted_bytes += size
             return
-        if record.first_byte_at is None:
-            record.first_byte_at = flow.activated_at
+        if peer.first_byte_at is None:
+            peer.first_byte_at = flow.activated_at
         if parent_host.corrupt:
             # The digest does not match: fetch it elsewhere, and tell the scheduler so the
             # parent is blocked.
@@ -946,8 +959,8 @@ class Simulation:
         delivered = self.network.cancel(flow)
         tag: PieceTag = flow.tag
         child, _, _, parent_host = tag
-        child.record.bytes_from[parent_host.source_class] += round(delivered)
-        self.received_by_class[parent_host.source_class] += round(delivered)
+        child.received[parent_host.source] += round(delivered)
+        self.received_by_class[parent_host.source] += round(delivered)
         self.wasted_bytes += delivered
         parent_host.uploads.pop(flow.flow_id, None)
         if parent_host.queue and not parent_host.crashed:
@@ -1031,7 +1044,7 @@ class Simulation:
             )
             timeline["flows_in_flight"].append(network.active_flows)
             timeline["bytes_received"].append(float(network.bytes_received.sum()))
-            for source_class, received in self.received_by_class.items():
+            for source_class, received in zip(SOURCE_CLASSES, self.received_by_class, strict=True):
                 timeline[f"{source_class}_bytes"].append(float(received))
             if progress is not None:
                 progress(finished, total, self.env.now)
@@ -1104,6 +1117,9 @@ class Simulation:
 
     def _result(self, t_min: float, wall: float, horizon: float) -> Result:
         network = self.network
+        for peer in self.peers.values():
+            peer.record.bytes_from = dict(zip(SOURCE_CLASSES, peer.received, strict=True))
+            peer.record.first_byte_at = peer.first_byte_at
         records = [peer.record for peer in self.peers.values()]
         normal_finishes = [
             p.record.finished_at

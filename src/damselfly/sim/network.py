@@ -57,7 +57,7 @@ by default (measured in swarms: makespan +2% to +4% at 1 to 5 ms, and no speed g
 the cost is per constraint re-rated, not per re-rate).
 
 Scheduling: the network keeps one completion heap of its own, ordered by (time, push
-order), and drives it with simpy timeouts (which cannot be cancelled: a timeout whose
+order), and drives it with timer events in simpy's queue (which cannot be cancelled: a timer whose
 generation is stale does nothing). A heap entry may be early (a flow slowed down after it
 was pushed); when it pops, the flow's true finish time is recomputed and the entry
 re-pushed if needed, so slowing a flow down costs no heap push at all. Completions are
@@ -90,6 +90,7 @@ from typing import Any, Final
 
 import numpy as np
 import simpy
+from simpy.events import NORMAL
 
 from damselfly.sim import flowkernel as kernel
 
@@ -110,6 +111,26 @@ class FlowState:
     ACTIVE: Final = kernel.ACTIVE  # rated, moving bytes
     DONE: Final = kernel.DONE  # every byte delivered, callback made
     CANCELLED: Final = kernel.CANCELLED  # stopped early (a crash); partial bytes counted
+
+
+class _Timer:
+    """A wake-up of the network at a given instant: what simpy's ``Environment.step`` needs
+    of an event (its callbacks, and ``_ok``), and nothing more.
+
+    It goes into the queue through ``Environment.schedule`` at the time and priority a
+    ``Timeout`` would have, drawing its event id from the same counter, so events keep their
+    order; it costs a fraction of a ``Timeout``, whose ``__init__`` runs interpreted. Only
+    the network's own callback sees it; ``generation`` tells a stale timer (one armed
+    before a later, earlier one) from the current one.
+    """
+
+    __slots__ = ("callbacks", "generation")
+
+    _ok = True
+
+    def __init__(self, generation: int, callbacks: tuple[Callable[[_Timer], None], ...]) -> None:
+        self.generation = generation
+        self.callbacks: tuple[Callable[[_Timer], None], ...] | None = callbacks
 
 
 class Flow:
@@ -253,6 +274,7 @@ class FlowNetwork:
         self._next_flow_id = 0
         self._timer_at = _INF
         self._timer_generation = 0
+        self._timer_callbacks = (self._on_timer,)
         # Completions may move the clock of a plain Environment themselves (see the module
         # doc); a subclass (the real-time one) keeps every step its own.
         self._forward = type(env) is simpy.Environment
@@ -474,11 +496,11 @@ class FlowNetwork:
         self._timer_at = when
         self._timer_generation += 1
         delay = when - self.env.now
-        timeout = self.env.timeout(delay if delay > 0.0 else 0.0, self._timer_generation)
-        timeout.callbacks.append(self._on_timer)
+        timer = _Timer(self._timer_generation, self._timer_callbacks)
+        self.env.schedule(timer, NORMAL, delay if delay > 0.0 else 0.0)  # type: ignore[arg-type]
 
-    def _on_timer(self, event: simpy.Event) -> None:
-        if event.value != self._timer_generation:
+    def _on_timer(self, event: _Timer) -> None:
+        if event.generation != self._timer_generation:
             return  # a stale timer (an earlier one was armed since)
         env = self.env
         now = env.now
