@@ -138,3 +138,13 @@ def test_planning_is_reproducible() -> None:
 
     assert run(1) == run(1)
     assert run(1) != run(2)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 255, 256, 257, 1000])
+def test_the_planners_draw_is_randranges_draw(n: int) -> None:
+    # The planner draws a start index with its own copy of randrange's rejection sampling
+    # (without the interpreted frames): the same seed must give the same numbers.
+    from damselfly.scheduling.planner import _below
+
+    ours, theirs = Random(7), Random(7)
+    assert [_below(ours, n) for _ in range(500)] == [theirs.randrange(n) for _ in range(500)]

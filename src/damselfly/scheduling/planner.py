@@ -234,7 +234,7 @@ class PiecePlanner:
                 if rarest:
                     wanted = rarest
                     break
-        return next_set_bit(wanted, self.rng.randrange(self.piece_count))
+        return next_set_bit(wanted, _below(self.rng, self.piece_count))
 
     def _choose_parent(self, piece: int, free: list[tuple[str, int]]) -> str | None:
         failed = self._failed.get(piece, ())
@@ -326,6 +326,17 @@ class PiecePlanner:
         for piece in pieces:
             self._finish(piece, parent_id)
         return pieces
+
+
+def _below(rng: Random, n: int) -> int:
+    """``rng.randrange(n)`` for n > 0, drawn the same way from the same bits (Python's
+    ``Random._randbelow_with_getrandbits``), without its interpreted frames: the planner
+    draws once per request."""
+    k = n.bit_length()
+    r = rng.getrandbits(k)
+    while r >= n:
+        r = rng.getrandbits(k)
+    return r
 
 
 class SlowDownloadWatch:
