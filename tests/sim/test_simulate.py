@@ -241,6 +241,18 @@ def test_options_reach_the_network_and_a_bound_stops_the_run() -> None:
     assert result.scenario["rerate"] == "component"
 
 
+def test_an_error_in_a_simulation_process_stops_the_run_with_that_error() -> None:
+    # A process that fails (here the sampler, through a progress callback that raises) ends
+    # the run with its error: it is not lost, and the run does not go on without it.
+    def progress(finished: int, total: int, now: float) -> None:
+        if now > 0.05:
+            raise ValueError(f"stopped at {finished} of {total}")
+
+    options = SimOptions(sample_period=0.01, progress=progress)
+    with pytest.raises(ValueError, match="stopped at 0 of 3"):
+        simulate(flat(3, 125e6, 1250e6, seeds=1), Workload.file(64 * MiB), seed=1, options=options)
+
+
 @pytest.mark.slow
 def test_default_evaluator_is_efficient_on_a_thousand_homogeneous_peers() -> None:
     # The benchmark's rollout (benchmarks/sim_scale.py): 1 GiB, 1 Gbit/s hosts, one seed.
