@@ -94,6 +94,7 @@ class PiecePlanner:
     """
 
     __slots__ = (
+        "_all_bits",
         "_failed",
         "_in_flight",
         "_in_flight_bits",
@@ -117,6 +118,7 @@ class PiecePlanner:
         self._per_parent: dict[str, int] = {}
         self._requests = 0  # the sum of _per_parent's values
         self._failed: dict[int, set[str]] = {}
+        self._all_bits = (1 << piece_count) - 1
 
     # -- what is in flight ------------------------------------------------------------
 
@@ -150,8 +152,7 @@ class PiecePlanner:
         slots = config.max_in_flight - self._requests
         if slots <= 0 or not parents:
             return []
-        all_bits = (1 << size) - 1
-        missing = ~have.bits & all_bits
+        missing = ~have.bits & self._all_bits
         if not missing:
             return []
         per_parent = self._per_parent
@@ -204,7 +205,7 @@ class PiecePlanner:
         peer should ask the scheduler for other parents."""
         if self._per_parent:
             return False
-        missing = ~have.bits & ((1 << self.piece_count) - 1)
+        missing = ~have.bits & self._all_bits
         return not any(field.bits & missing for field in parents.values())
 
     @staticmethod
@@ -240,14 +241,19 @@ class PiecePlanner:
         failed = self._failed.get(piece, ())
         asked = self._in_flight.get(piece, ())
         per_parent = self._per_parent
+        draw = self.rng.random
         best: str | None = None
-        best_key = (0, 0.0)
+        best_load = 0
+        best_draw = 0.0
         for parent_id, bits in free:
             if not (bits >> piece) & 1 or parent_id in failed or parent_id in asked:
                 continue
-            key = (per_parent.get(parent_id, 0), self.rng.random())
-            if best is None or key < best_key:
-                best, best_key = parent_id, key
+            # The least loaded parent, ties broken by a random draw: (load, draw) compared
+            # as a pair, without building one.
+            load = per_parent.get(parent_id, 0)
+            tie = draw()
+            if best is None or load < best_load or (load == best_load and tie < best_draw):
+                best, best_load, best_draw = parent_id, load, tie
         return best
 
     def _endgame(self, missing: int, free: list[tuple[str, int]], slots: int) -> list[PieceRequest]:
