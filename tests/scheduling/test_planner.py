@@ -148,3 +148,6 @@ def test_the_planners_draw_is_randranges_draw(n: int) -> None:
 
     ours, theirs = Random(7), Random(7)
     assert [_below(ours, n) for _ in range(500)] == [theirs.randrange(n) for _ in range(500)]
+    assert ours.getstate() == theirs.getstate()  # the same bits drawn, even where n = 1
+    with pytest.raises(ValueError):
+        _below(ours, 0)

@@ -88,6 +88,9 @@ def test_swarms_obey_physics_and_conserve_bytes(seeds: int, seed: int) -> None:
         - totals["wasted_bytes"]
     )
     assert useful == pytest.approx(len(result.peers) * 64 * MiB, rel=1e-6)
+    for record in result.peers:
+        assert record.first_byte_at is not None and record.registered_at is not None
+        assert record.registered_at < record.first_byte_at < record.finished_at
     if seeds:
         assert result.decisions.get("TriggerSeed", 0) == 1
         assert totals["origin_egress_ratio"] == pytest.approx(1.0)
@@ -149,6 +152,11 @@ def test_crashed_hosts_are_accounted_for() -> None:
     assert {"h0", "h1"} <= crashed
     assert outcomes["succeeded"] + outcomes["crashed"] == len(result.peers)
     assert result.totals["bytes_sent"] == pytest.approx(result.totals["bytes_received"])
+    # The totals by source class are the peers' records summed, crashed peers included
+    # (their partial pieces count as received).
+    for source in ("origin", "seed", "peer"):
+        assert result.totals[f"{source}_bytes"] == sum(p.bytes_from[source] for p in result.peers)
+    assert any(sum(p.bytes_from.values()) for p in result.peers if p.outcome == "crashed")
 
 
 def test_a_failing_seed_does_not_stop_the_swarm() -> None:

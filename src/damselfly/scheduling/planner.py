@@ -63,9 +63,10 @@ class PieceRequest:
     """Ask ``parent_id`` for ``piece``.
 
     A value: equal and hashed by its fields, its attributes read-only (``Final``: the type
-    checker refuses an assignment, and so does the compiled build at run time). Written
-    out rather than a frozen dataclass, whose generated ``__init__`` runs interpreted even
-    in the compiled build, at about 15 times the cost: the planner makes one per request.
+    checker refuses an assignment, and so does the compiled build at run time; the Python
+    build does not check at run time). Written out rather than a frozen dataclass, whose
+    generated ``__init__`` runs interpreted even in the compiled build, at about 15 times
+    the cost: the planner makes one per request.
     """
 
     __slots__ = ("parent_id", "piece")
@@ -110,7 +111,7 @@ class PiecePlanner:
     ) -> None:
         if piece_count < 0:
             raise InvalidValueError(f"piece count must be >= 0, got {piece_count}")
-        self.piece_count = piece_count
+        self.piece_count: Final = piece_count
         self.config = config or PlannerConfig()
         self.rng = rng if rng is not None else Random(0)
         self._in_flight: dict[int, list[str]] = {}
@@ -338,6 +339,8 @@ def _below(rng: Random, n: int) -> int:
     """``rng.randrange(n)`` for n > 0, drawn the same way from the same bits (Python's
     ``Random._randbelow_with_getrandbits``), without its interpreted frames: the planner
     draws once per request."""
+    if n <= 0:
+        raise ValueError(f"empty range for a draw below {n}")
     k = n.bit_length()
     r = rng.getrandbits(k)
     while r >= n:

@@ -100,8 +100,8 @@ class PieceReport:
 
     ``parent_id`` is None when the piece came from the origin; ``duration`` is the seconds
     the transfer took; ``digest`` (e.g. ``"sha256:..."``) is the piece's digest when known.
-    A value like :class:`~damselfly.scheduling.PieceRequest` (and written out for the same
-    reason: a daemon makes one per piece).
+    A value like :class:`~damselfly.scheduling.PieceRequest`, and written out for the same
+    reason: the scheduler service and the simulator make one per piece.
     """
 
     __slots__ = ("digest", "duration", "length", "parent_id", "piece")

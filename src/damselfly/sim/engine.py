@@ -79,7 +79,7 @@ from damselfly.scheduling import (
     piece_length,
     task_id,
 )
-from damselfly.sim.network import Flow, FlowNetwork, network_from_graph
+from damselfly.sim.network import Flow, FlowNetwork, Message, network_from_graph
 from damselfly.sim.workload import Content, Workload
 
 __all__ = ["SimOptions", "Simulation", "simulate"]
@@ -95,38 +95,6 @@ SOURCE = 2  # downloading from the origin
 DONE = 3
 FAILED = 4
 CRASHED = 5
-
-
-class _Message:
-    """``fn(*args)`` due at a later instant: what simpy's ``Environment.step`` needs of an
-    event, and nothing more.
-
-    Every message (a call reaching the scheduler, a decision reaching a host, a timer) used
-    to be a simpy ``Timeout`` with a closure appended to its callbacks; millions of them per
-    run made that a measurable share of the run. This object goes into the same queue
-    through ``Environment.schedule`` at the same time and priority as the timeout did, and
-    draws its event id from the same counter, so events keep exactly their order. It is
-    never yielded on or waited for, and it never fails (``_ok``), which is all ``step``
-    checks.
-    """
-
-    __slots__ = ("args", "callbacks", "fn")
-
-    _ok = True
-
-    def __init__(self, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
-        self.fn = fn
-        self.args = args
-        self.callbacks: tuple[Callable[[_Message], None], ...] | None = _DELIVER
-
-
-def _deliver(message: _Message) -> None:
-    message.fn(*message.args)
-
-
-# One callbacks tuple shared by every message (``step`` replaces an event's callbacks with
-# None once it has run them; it never appends to them).
-_DELIVER = (_deliver,)
 
 
 class SimOptions:
@@ -244,9 +212,10 @@ class SimHost:
         self.uploads: dict[int, Flow] = {}  # flows this host sends, by flow id
         # Requests waiting for an upload slot: (child, piece, parent_id, size).
         self.queue: deque[tuple[SimPeer, int, str, int]] = deque()
-        # What its uploads count as for the receiver: an index into SOURCE_CLASSES (origin,
-        # seed, peer).
-        self.source = 0 if kind == "origin" else (1 if kind == "seed" else 2)
+        # What its uploads count as for the receiver, as an index into SOURCE_CLASSES.
+        self.source = SOURCE_CLASSES.index(
+            "origin" if kind == "origin" else ("seed" if kind == "seed" else "peer")
+        )
 
 
 class SimPeer:
@@ -494,10 +463,10 @@ class Simulation:
 
     def _at(self, when: float, fn: Callable[..., None], *args: Any) -> None:
         delay = when - self.env.now
-        self.env.schedule(_Message(fn, args), NORMAL, delay if delay > 0 else 0.0)  # type: ignore[arg-type]
+        self.env.schedule(Message(fn, args), NORMAL, delay if delay > 0 else 0.0)  # type: ignore[arg-type]
 
     def _later(self, delay: float, fn: Callable[..., None], *args: Any) -> None:
-        self.env.schedule(_Message(fn, args), NORMAL, delay)  # type: ignore[arg-type]
+        self.env.schedule(Message(fn, args), NORMAL, delay)  # type: ignore[arg-type]
 
     def _outage_end(self) -> float | None:
         """When the scheduler comes back, if it is down now; None while it is up."""
@@ -1130,10 +1099,8 @@ class Simulation:
         all_done = all(p.record.outcome == "succeeded" for p in self.workload_peers)
         efficiency = (t_min / t_last) if (t_last and all_done) else None
         makespan = t_last if t_last else self.env.now
-        by_class = {"origin": 0, "seed": 0, "peer": 0}
-        for record in records:
-            for key, value in record.bytes_from.items():
-                by_class[key] += value
+        # The records' bytes_from summed: the same counts, kept as they were received.
+        by_class = dict(zip(SOURCE_CLASSES, self.received_by_class, strict=True))
         content_bytes = self.workload.content_bytes
         sent = float(network.bytes_sent.sum())
         received = float(network.bytes_received.sum())
