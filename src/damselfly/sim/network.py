@@ -57,10 +57,11 @@ by default (measured in swarms: makespan +2% to +4% at 1 to 5 ms, and no speed g
 the cost is per constraint re-rated, not per re-rate).
 
 Scheduling: the network keeps one completion heap of its own, ordered by (time, push
-order), and drives it with timer events in simpy's queue (which cannot be cancelled: a timer whose
-generation is stale does nothing). A heap entry may be early (a flow slowed down after it
-was pushed); when it pops, the flow's true finish time is recomputed and the entry
-re-pushed if needed, so slowing a flow down costs no heap push at all. Completions are
+order), and drives it with wake-ups in simpy's queue (:class:`Message`s, which cannot be
+cancelled: a wake-up whose generation is stale does nothing). A heap entry may be early
+(a flow slowed down after it was pushed); when it pops, the flow's true finish time is
+recomputed and the entry re-pushed if needed, so slowing a flow down costs no heap push at
+all. Completions are
 reported one at a time, in heap order, each through its flow's plain callback at its exact
 time; a callback may start and cancel flows, and the instant's re-rate comes after the
 last of them. Activations and re-rates that fall before the environment's next event of
