@@ -60,18 +60,17 @@ Scheduling: the network keeps one completion heap of its own, ordered by (time, 
 order), and drives it with wake-ups in simpy's queue (:class:`Message`s, which cannot be
 cancelled: a wake-up whose generation is stale does nothing). A heap entry may be early
 (a flow slowed down after it was pushed); when it pops, the flow's true finish time is
-recomputed and the entry re-pushed if needed, so slowing a flow down costs no heap push at
-all. Completions are
-reported one at a time, in heap order, each through its flow's plain callback at its exact
-time; a callback may start and cancel flows, and the instant's re-rate comes after the
-last of them. Activations and re-rates that fall before the environment's next event of
-any other kind (``env.peek()``) are processed at their own times without a simpy event of
-their own: nothing can observe the network in between, so this changes no result. So are
-completions, on a plain ``simpy.Environment``: the network moves the environment's clock
-to the completion's time (``env._now``, as ``Environment.step`` itself does) and makes the
-callback there, instead of scheduling a timeout that nothing else could precede. Events
-at the same time as the next scheduled one keep simpy's order (the look-ahead stops short
-of it).
+recomputed and the entry re-pushed if needed, so slowing a flow down costs no heap push
+at all. Completions are reported one at a time, in heap order, each through its flow's
+plain callback at its exact time; a callback may start and cancel flows, and the
+instant's re-rate comes after the last of them. Activations and re-rates that fall before
+the environment's next event of any other kind (``env.peek()``) are processed at their
+own times without a simpy event of their own: nothing can observe the network in between,
+so this changes no result. So are completions, on a plain ``simpy.Environment``: the
+network moves the environment's clock to the completion's time (``env._now``, as
+``Environment.step`` itself does) and makes the callback there, instead of scheduling a
+timeout that nothing else could precede. Events at the same time as the next scheduled
+one keep simpy's order (the look-ahead stops short of it).
 
 Implementation: flows, constraints and the heap are arrays in
 :mod:`damselfly.sim.flowkernel`, compiled with numba; this module keeps the API, a
