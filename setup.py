@@ -3,10 +3,8 @@
 ``pip install .`` gives the plain Python package. ``DAMSELFLY_COMPILE=1 pip install .``
 also compiles, from the same sources, the scheduling core and the simulator's per-piece
 path (its event engine and the Python side of its flow network) into C extensions with
-mypyc, which ships with mypy. The compiled core made 2.8 times as many scheduling
-decisions per second; simulations run 1.2 to 1.5 times as fast on a flat network and 1.1
-times on a leaf-spine one, where numba's kernel does most of the work. Results are
-identical (docs/benchmarks.md). It needs a C compiler and Python's headers.
+mypyc, which ships with mypy. Results are identical; the speed-ups are measured in
+docs/benchmarks.md ("The compiled build"). It needs a C compiler and Python's headers.
 
 Only a regular install is compiled; an editable or in-place build is refused, since the
 extensions would sit beside the sources and run instead of them.

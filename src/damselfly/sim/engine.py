@@ -47,7 +47,6 @@ from typing import Any
 
 import numpy as np
 import simpy
-from simpy.events import NORMAL
 
 from damselfly import compiled
 from damselfly.results import (
@@ -79,7 +78,7 @@ from damselfly.scheduling import (
     piece_length,
     task_id,
 )
-from damselfly.sim.network import Flow, FlowNetwork, Message, network_from_graph
+from damselfly.sim.network import Flow, FlowNetwork, network_from_graph, send
 from damselfly.sim.workload import Content, Workload
 
 __all__ = ["SimOptions", "Simulation", "simulate"]
@@ -213,9 +212,7 @@ class SimHost:
         # Requests waiting for an upload slot: (child, piece, parent_id, size).
         self.queue: deque[tuple[SimPeer, int, str, int]] = deque()
         # What its uploads count as for the receiver, as an index into SOURCE_CLASSES.
-        self.source = SOURCE_CLASSES.index(
-            "origin" if kind == "origin" else ("seed" if kind == "seed" else "peer")
-        )
+        self.source = SOURCE_CLASSES.index(kind if kind in ("origin", "seed") else "peer")
 
 
 class SimPeer:
@@ -462,11 +459,10 @@ class Simulation:
     # -- time helpers -------------------------------------------------------------------
 
     def _at(self, when: float, fn: Callable[..., None], *args: Any) -> None:
-        delay = when - self.env.now
-        self.env.schedule(Message(fn, args), NORMAL, delay if delay > 0 else 0.0)  # type: ignore[arg-type]
+        send(self.env, when - self.env.now, fn, *args)
 
     def _later(self, delay: float, fn: Callable[..., None], *args: Any) -> None:
-        self.env.schedule(Message(fn, args), NORMAL, delay)  # type: ignore[arg-type]
+        send(self.env, delay, fn, *args)
 
     def _outage_end(self) -> float | None:
         """When the scheduler comes back, if it is down now; None while it is up."""

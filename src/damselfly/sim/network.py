@@ -141,6 +141,12 @@ def _deliver(message: Message) -> None:
     message.fn(*message.args)
 
 
+def send(env: simpy.Environment, delay: float, fn: Callable[..., None], *args: Any) -> None:
+    """Call ``fn(*args)`` ``delay`` seconds from now (0 if negative), as a :class:`Message`
+    in ``env``'s queue."""
+    env.schedule(Message(fn, args), NORMAL, delay if delay > 0.0 else 0.0)  # type: ignore[arg-type]
+
+
 # One callbacks tuple shared by every message (``step`` replaces an event's callbacks with
 # None once it has run them; it never appends to them).
 _DELIVER = (_deliver,)
@@ -507,9 +513,7 @@ class FlowNetwork:
     def _arm(self, when: float) -> None:
         self._timer_at = when
         self._timer_generation += 1
-        delay = when - self.env.now
-        timer = Message(self._on_timer, (self._timer_generation,))
-        self.env.schedule(timer, NORMAL, delay if delay > 0.0 else 0.0)  # type: ignore[arg-type]
+        send(self.env, when - self.env.now, self._on_timer, self._timer_generation)
 
     def _on_timer(self, generation: int) -> None:
         if generation != self._timer_generation:
