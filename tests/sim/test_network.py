@@ -337,6 +337,67 @@ def test_growing_the_arrays_mid_run_changes_nothing() -> None:
     assert run(pregrown=False) == run(pregrown=True)
 
 
+def test_the_member_pool_compacts_and_packs_without_changing_anything() -> None:
+    """Each constraint's flows sit in a block of the member pool: blocks grow as flows
+    join, leave holes as they go, are compacted in place, and the pool is packed when
+    its end is reached. A pool small enough to be packed again and again gives the same
+    completions at the same times, and every constraint lists its flows in the order they
+    joined; a pool too small to hold the blocks stops the run with an error."""
+    from damselfly.sim import flowkernel
+
+    def run(pool_cap: int | None) -> tuple[list[tuple[int, float]], list[list[int]], int]:
+        env = simpy.Environment()
+        net = FlowNetwork(env)
+        for i in range(30):
+            net.add_host(f"h{i}", 100.0, 100.0)
+        trunk = net.add_link("trunk", 400.0)
+        routes(
+            net,
+            {
+                (s, d): ((trunk,) if (s < 15) != (d < 15) else (), 0.001)
+                for s in range(30)
+                for d in range(30)
+            },
+        )
+        net._grow(cap=2048, kw=4)  # no growing mid-run, which would size the pool anew
+        if pool_cap is not None:
+            net._I[flowkernel.H_POOL_CAP] = pool_cap
+        log: list[tuple[int, float]] = []
+        orders: list[list[int]] = []
+        rng = random.Random(5)
+
+        def arrivals(env: simpy.Environment):
+            # Waves of flows into one host at a time, so that every host's block grows,
+            # then empties, and the trunk's block sees flows come and go throughout.
+            for wave in range(30):
+                for _ in range(40):
+                    src = rng.choice([h for h in range(30) if h != wave])
+                    net.start(
+                        src,
+                        wave,
+                        rng.uniform(1.0, 5.0),
+                        on_done=lambda f: log.append((f.flow_id, env.now)),
+                    )
+                yield env.timeout(0.3)
+                orders.extend(list(flows) for flows in net.flows_on)
+
+        env.process(arrivals(env))
+        env.run()
+        assert net.completed_flows == 1200
+        return log, orders, int(net._I[flowkernel.H_PACKS])
+
+    log, orders, packs = run(None)
+    assert packs == 0
+    # Same latency everywhere: flows join their constraints in the order they started.
+    assert all(ids == sorted(ids) for ids in orders)
+    assert any(len(ids) > 20 for ids in orders)
+    small_log, small_orders, small_packs = run(800)
+    assert small_packs > 10
+    assert (small_log, small_orders) == (log, orders)
+    with pytest.raises(RuntimeError, match="member pool exhausted"):
+        run(100)
+
+
 class SteppedEnvironment(simpy.Environment):
     """An Environment subclass: the network gives every completion a simpy step of its own
     on it (it moves only a plain Environment's clock itself)."""

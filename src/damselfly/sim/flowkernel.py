@@ -13,10 +13,18 @@ tuple of offsets (:func:`views`). Tables are sized by:
 
 - ``flow``: flow *slots* (a live flow holds one; freed slots are reused, last freed first).
   A flow's ints end with the constraint ids it crosses (its sender's upload, its
-  receiver's download, then its path's links) and, per (flow, constraint) membership, the
-  links of that constraint's doubly linked list of flows (insertion order, so iteration
-  never depends on memory addresses); a membership's node id is ``(slot << shift) + k``;
-- ``con``: constraints (capacity, rate in use, bytes carried, the list heads, dirty marks);
+  receiver's download, then its path's links) and, per (flow, constraint) membership, its
+  position in that constraint's block of the member pool; a membership's node id is
+  ``(slot << shift) + k``;
+- ``con``: constraints (capacity, rate in use, bytes carried, where their block of the
+  member pool is, dirty marks);
+- ``pool``: the member pool. Each constraint's flows are a contiguous block of node ids
+  in the order they joined it (so iteration never depends on memory addresses); a flow
+  that leaves leaves a hole (-1) that iteration skips, and a block is compacted in place,
+  in order, once it has more holes than flows, or moved to a bigger block at the end of
+  the pool when it is full. A re-rate reads a constraint's flows from one run of memory
+  instead of chasing a linked list from flow to flow (a cache miss per flow, one after
+  the other: a third of a re-rate's time on a leaf-spine network);
 - ``heap``: the completion heap, entries (time, seq, slot); an entry is valid while its
   seq is the flow's current one (a freed and reused slot never matches an old entry);
 - ``path``: distinct link sequences, so a start passes one path id;
@@ -36,8 +44,12 @@ from __future__ import annotations
 import math
 from collections import namedtuple
 
+import llvmlite.binding
+import llvmlite.ir
 import numba
 import numpy as np
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 __all__ = [
     "ACTIVE",
@@ -88,6 +100,9 @@ H_MODE = 15
 H_EPOCH = 16
 H_FSHIFT = 17  # a flow's ints are 1 << H_FSHIFT apart; node ids: (slot << it) + k
 H_FLAT_FILL = 18  # 1: the flat fast path of the re-rate is on (0 only to test it)
+H_POOL_END = 19  # the member pool's first never-used element
+H_POOL_CAP = 20  # the member pool's size
+H_PACKS = 21  # times the member pool was packed
 H_OFFSETS = 32
 I_HEADER = 96
 # Header of F.
@@ -136,9 +151,9 @@ I_TABLES = (
         "coni",
         "con",
         (
-            "head",
-            "tail",
-            "count",
+            "mstart",  # where the constraint's block starts in the member pool
+            "mlen",  # entries in use in the block, holes included
+            "count",  # flows on the constraint
             "dirty",
             "cep",  # epoch of the last re-rate that touched the constraint
             "cn",  # scratch: re-rated flows on it (still unrated, in progressive filling)
@@ -147,6 +162,8 @@ I_TABLES = (
             "cend",  # scratch: where they end in ``csr``
         ),
     ),
+    ("mcap", "con", ("mcap",)),  # the size of the constraint's block in the member pool
+    ("pool", "pool", ("pool",)),
     ("dlist", "con", ("dlist",)),  # dirty constraints, in the order they became dirty
     ("touched", "con", ("touched",)),
     ("pn", "path", ("pn",)),
@@ -155,7 +172,7 @@ I_TABLES = (
     ("wflows", "flow", ("wflows",)),
     ("csr", "work", ("csr",)),  # scratch: the re-rated flows of each touched constraint
 )
-NODE_FIELDS = ("cons", "lnext", "lprev")  # kw-wide columns at the end of a flow's ints
+NODE_FIELDS = ("cons", "mpos")  # kw-wide columns at the end of a flow's ints
 FIELDS = tuple(f for _, _, fs in F_TABLES for f in fs) + tuple(
     f for _, _, fs in I_TABLES for f in fs + (NODE_FIELDS if fs[0] == "state" else ())
 )
@@ -166,6 +183,7 @@ FLOW_FLOATS_SHIFT = 3  # 8 floats a flow
 CON_FLOATS_SHIFT = 2  # 4 floats a constraint
 HEAP_SHIFT = 2  # 4 floats an entry
 CON_INTS_SHIFT = 3  # 8 ints a constraint
+MIN_BLOCK = 4  # the smallest block of the member pool
 
 
 _LINE = 8  # elements in a 64-byte cache line: tables start on one, so records do not
@@ -193,7 +211,7 @@ def _strides(kw: int) -> dict[str, int]:
         "flowf": 1 << FLOW_FLOATS_SHIFT,
         "conf": 1 << CON_FLOATS_SHIFT,
         "heap": 1 << HEAP_SHIFT,
-        "flowi": _pow2(6 + 3 * kw),
+        "flowi": _pow2(6 + len(NODE_FIELDS) * kw),
         "coni": 1 << CON_INTS_SHIFT,
     }
     for name, _, fields in F_TABLES + I_TABLES:
@@ -210,6 +228,10 @@ def _rows(cap: int, kw: int, ccap: int, hcap: int, pcap: int) -> dict[str, int]:
         "path": pcap,
         "pathnode": pcap * kw,
         "work": ccap + kw * cap,
+        # Blocks hold at most 4 times their flows after a packing (see _pack), plus the
+        # block being moved: room for every membership 16 times, never touched unless
+        # used (the array is allocated zeroed, so untouched pages cost no memory).
+        "pool": 16 * kw * cap + MIN_BLOCK * ccap,
     }
 
 
@@ -242,8 +264,6 @@ _DEFAULTS = {
     "fseq": -1,
     "epin": -1,
     "eprated": -1,
-    "head": -1,
-    "tail": -1,
     "cep": -1,
 }
 
@@ -296,17 +316,20 @@ def grow(
                 if field in _DEFAULTS:
                     target[:, column] = _DEFAULTS[field]
             if name == "flowi":
-                target[:, 6 + kw :] = -1  # list links: none
+                target[:, 6 + kw :] = -1  # pool positions: none
             if old_strides is None or kind == "work" or old_rows[kind] == 0:
                 continue
             before = table(src, old_starts[name], old_rows[kind], old_strides[name])
             n = old_rows[kind]
             if name == "flowi":
                 target[:n, :6] = before[:, :6]
-                for column in range(3):  # cons, lnext, lprev: kw-wide each
+                for column in range(len(NODE_FIELDS)):  # kw-wide each
                     target[:n, 6 + column * kw : 6 + column * kw + old_kw] = before[
                         :, 6 + column * old_kw : 6 + (column + 1) * old_kw
                     ]
+            elif name == "pool":  # the part ever used: the rest is zero pages
+                used = int(I[H_POOL_END])
+                target[:used] = before[:used]
             elif name == "plinks":
                 target.reshape(-1, kw)[:old_pcap, :old_kw] = before.reshape(-1, old_kw)
             else:
@@ -316,11 +339,9 @@ def grow(
         # Node ids are (slot << flow shift) + k: renumber every stored one.
         old_shift = old_strides["flowi"].bit_length() - 1
         shift = strides["flowi"].bit_length() - 1
-        flows = table(new_i, starts["flowi"], cap, strides["flowi"])
-        cons = table(new_i, starts["coni"], ccap, strides["coni"])
-        for ids in (flows[:, 6 + kw :], cons[:, :2]):
-            live = ids >= 0
-            ids[live] = ((ids[live] >> old_shift) << shift) + (ids[live] & ((1 << old_shift) - 1))
+        ids = new_i[starts["pool"] : starts["pool"] + int(I[H_POOL_END])]
+        live = ids >= 0
+        ids[live] = ((ids[live] >> old_shift) << shift) + (ids[live] & ((1 << old_shift) - 1))
     # Field offsets.
     for tables in (F_TABLES, I_TABLES):
         for name, _, fields in tables:
@@ -338,12 +359,39 @@ def grow(
     new_i[H_CAP], new_i[H_KW], new_i[H_CCAP] = cap, kw, ccap
     new_i[H_FSHIFT] = strides["flowi"].bit_length() - 1
     new_i[H_HCAP], new_i[H_PCAP], new_i[H_WCAP] = hcap, pcap, rows["work"]
+    new_i[H_POOL_CAP] = rows["pool"]
     return new_f, new_i
 
 
 # -- compiled part ------------------------------------------------------------------------
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+
+# LLVM names its prefetch by pointer type: opaque pointers (LLVM 15 on) are "p0".
+_OPAQUE_POINTERS = llvmlite.binding.llvm_version_info >= (15,)
+_PREFETCH = "llvm.prefetch.p0" if _OPAQUE_POINTERS else "llvm.prefetch.p0i8"
+
+
+@intrinsic
+def _prefetch(typingctx, array, index):
+    """Ask the processor to bring ``array[index]``'s cache line in for reading, without
+    waiting for it: the loads of the flows a re-rate gathers then overlap instead of
+    each stalling in turn."""
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        byte = llvmlite.ir.IntType(8).as_pointer()
+        address = builder.bitcast(builder.gep(data, [args[1]]), byte)
+        i32 = llvmlite.ir.IntType(32)
+        kind = llvmlite.ir.FunctionType(llvmlite.ir.VoidType(), [byte, i32, i32, i32])
+        function = cgutils.get_or_insert_function(builder.module, kind, _PREFETCH)
+        # read (0), keep in every cache level (3), data (1)
+        builder.call(function, [address, i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return numba.types.void(array, index), codegen
+
+
 # Helpers are inlined into the entry points: a call that passes the views by value would
 # copy and reference-count every array.
 _inline = numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
@@ -396,6 +444,7 @@ def views(F, I):
         I[o + 36],
         I[o + 37],
         I[o + 38],
+        I[o + 39],
         I[H_FSHIFT],
     )
 
@@ -526,7 +575,71 @@ def _top_valid(F, I, v):
     return math.inf
 
 
-# Constraint membership: per constraint a doubly linked list of nodes (slot << shift) + k.
+# Constraint membership: per constraint a block of the member pool, node ids
+# (slot << shift) + k in the order they joined, holes (-1) where flows left.
+
+
+@_inline
+def _move_block(I, v, c, to):
+    """Copy constraint ``c``'s flows, holes dropped and order kept, to pool position
+    ``to`` (at or before the block's start, or in free room); returns how many."""
+    start = I[v.mstart + (c << 3)]
+    n = 0
+    for j in range(start, start + I[v.mlen + (c << 3)]):
+        node = I[v.pool + j]
+        if node >= 0:
+            I[v.pool + to + n] = node
+            I[v.mpos + node] = n
+            n += 1
+    I[v.mstart + (c << 3)] = to
+    I[v.mlen + (c << 3)] = n
+    return n
+
+
+@_inline
+def _pack(I, v):
+    """Move every block to the front of the pool, in pool order, holes dropped, each one
+    cut to at most twice its flows rounded up to a power of two (at least MIN_BLOCK),
+    never grown: so a block is never written past the start of the next one. Afterwards
+    the blocks hold at most 4 times the memberships plus MIN_BLOCK a constraint."""
+    nc = I[H_NC]
+    starts = np.empty(nc, dtype=np.int64)
+    for c in range(nc):
+        starts[c] = I[v.mstart + (c << 3)] if I[v.mcap + c] > 0 else -1
+    to = 0
+    for c in np.argsort(starts, kind="mergesort"):
+        room = I[v.mcap + c]
+        if room == 0:
+            continue
+        n = _move_block(I, v, c, to)
+        cut = MIN_BLOCK
+        while cut < 2 * n:
+            cut *= 2
+        if cut < room:
+            room = cut
+        I[v.mcap + c] = room
+        to += room
+    I[H_POOL_END] = to
+    I[H_PACKS] += 1
+
+
+@_inline
+def _make_room(I, v, c):
+    """Room for one more flow in constraint ``c``'s block; returns its entries in use.
+    A block at most half full of flows is compacted in place; otherwise it moves to a
+    block twice its size at the end of the pool (packing the pool first if needed)."""
+    room = I[v.mcap + c]
+    if room > 0 and 2 * I[v.count + (c << 3)] <= room:
+        return _move_block(I, v, c, I[v.mstart + (c << 3)])
+    room = 2 * room if room > 0 else MIN_BLOCK
+    if I[H_POOL_END] + room > I[H_POOL_CAP]:
+        _pack(I, v)
+        if I[H_POOL_END] + room > I[H_POOL_CAP]:
+            raise RuntimeError("flow network: member pool exhausted")
+    to = I[H_POOL_END]
+    I[H_POOL_END] = to + room
+    I[v.mcap + c] = room
+    return _move_block(I, v, c, to)
 
 
 @_inline
@@ -535,14 +648,12 @@ def _link(F, I, v, slot, shift):
     for k in range(I[v.ncons + (slot << v.fshift)]):
         node = base + k
         c = I[v.cons + node]
-        tail = I[v.tail + (c << 3)]
-        I[v.lprev + node] = tail
-        I[v.lnext + node] = -1
-        if tail >= 0:
-            I[v.lnext + tail] = node
-        else:
-            I[v.head + (c << 3)] = node
-        I[v.tail + (c << 3)] = node
+        n = I[v.mlen + (c << 3)]
+        if n == I[v.mcap + c]:
+            n = _make_room(I, v, c)
+        I[v.pool + I[v.mstart + (c << 3)] + n] = node
+        I[v.mpos + node] = n
+        I[v.mlen + (c << 3)] = n + 1
         I[v.count + (c << 3)] += 1
 
 
@@ -552,19 +663,17 @@ def _unlink(F, I, v, slot, shift):
     for k in range(I[v.ncons + (slot << v.fshift)]):
         node = base + k
         c = I[v.cons + node]
-        prev = I[v.lprev + node]
-        after = I[v.lnext + node]
-        if prev >= 0:
-            I[v.lnext + prev] = after
-        else:
-            I[v.head + (c << 3)] = after
-        if after >= 0:
-            I[v.lprev + after] = prev
-        else:
-            I[v.tail + (c << 3)] = prev
-        I[v.count + (c << 3)] -= 1
-        I[v.lnext + node] = -1
-        I[v.lprev + node] = -1
+        start = I[v.mstart + (c << 3)]
+        I[v.pool + start + I[v.mpos + node]] = -1
+        I[v.mpos + node] = -1
+        count = I[v.count + (c << 3)] - 1
+        I[v.count + (c << 3)] = count
+        n = I[v.mlen + (c << 3)]
+        while n > 0 and I[v.pool + start + n - 1] < 0:
+            n -= 1
+        I[v.mlen + (c << 3)] = n
+        if n > 2 * count + MIN_BLOCK:  # more holes than flows: iteration would pay
+            _move_block(I, v, c, start)
 
 
 @_inline
@@ -733,8 +842,8 @@ def _level(F, I, v, d, side, nf):
     """The water level L of dirty constraint ``d``: sum(min(bound, L)) over its flows is
     what it has free (inf if their bounds never fill it). Every flow on ``d`` is being
     re-rated; ``new`` holds each one's bound and ``eprated`` its dirty sides (a bit per
-    dirty constraint; ``side`` is d's). The re-rated flows are walked in their dense list,
-    not d's linked one, so the memory loads can overlap."""
+    dirty constraint; ``side`` is d's). The re-rated flows are walked in their list of
+    slots (at most two dirty constraints share it), not in d's block of node ids."""
     n = I[v.count + (d << 3)]
     free = F[v.free + (d << 2)]
     share = free / n
@@ -838,9 +947,13 @@ def _rerate(F, I, v, t):
     if I[H_MODE] == MODE_COMPONENT:
         i = 0
         while i < nd:
-            node = I[v.head + ((I[v.dlist + i]) << 3)]
+            c = I[v.dlist + i]
             i += 1
-            while node >= 0:
+            start = I[v.mstart + (c << 3)]
+            for j in range(start, start + I[v.mlen + (c << 3)]):
+                node = I[v.pool + j]
+                if node < 0:
+                    continue
                 slot = node >> shift
                 base = slot << shift
                 for k in range(I[v.ncons + (slot << v.fshift)]):
@@ -849,20 +962,26 @@ def _rerate(F, I, v, t):
                         I[v.dirty + (other << 3)] = 1
                         I[v.dlist + nd] = other
                         nd += 1
-                node = I[v.lnext + node]
-    # The flows to re-rate, in the order of their dirty constraints' lists.
+    # The flows to re-rate, in the order of their dirty constraints' blocks.
     nf = 0
     for i in range(nd):
         c = I[v.dlist + i]
         I[v.dirty + (c << 3)] = 0
-        node = I[v.head + (c << 3)]
-        while node >= 0:
+        start = I[v.mstart + (c << 3)]
+        for j in range(start, start + I[v.mlen + (c << 3)]):
+            node = I[v.pool + j]
+            if node < 0:
+                continue
             slot = node >> shift
             if I[v.epin + (slot << v.fshift)] != epoch:
                 I[v.epin + (slot << v.fshift)] = epoch
                 I[v.wflows + nf] = slot
                 nf += 1
-            node = I[v.lnext + node]
+                # What the next pass reads of it: its rate and its constraint ids (the
+                # first ones share a line with ``epin``; the last may not).
+                _prefetch(F, v.rate + (slot << 3))
+                at = slot << v.fshift
+                _prefetch(I, v.cons + at + I[v.ncons + at] - 1)
     I[H_DIRTY_N] = 0
     if nf == 0:
         return
@@ -920,7 +1039,8 @@ def _rerate(F, I, v, t):
         # the constraints taken is the same as with an entry pushed at every change, up to
         # rounding: a share that rounds a hair lower after a change can break a tie the
         # other way (measured on random swarms: completion times within 3e-14).
-        while hn > 0:
+        unrated = nf  # once every flow is rated, the constraints left have nothing to do
+        while hn > 0 and unrated > 0:
             share = F[v.ws]
             c = I[v.wc]
             hn = _share_pop(F, I, v, hn)
@@ -937,6 +1057,7 @@ def _rerate(F, I, v, t):
                 if I[v.eprated + (slot << v.fshift)] == epoch:
                     continue
                 I[v.eprated + (slot << v.fshift)] = epoch
+                unrated -= 1
                 F[v.new + (slot << 3)] = level
                 base = slot << shift
                 for k in range(I[v.ncons + (slot << v.fshift)]):
@@ -1037,10 +1158,11 @@ def flows_on(F, I, c):
     v = views(F, I)
     shift = v.fshift
     out = np.empty(I[v.count + (c << 3)], dtype=np.int64)
-    node = I[v.head + (c << 3)]
+    start = I[v.mstart + (c << 3)]
     i = 0
-    while node >= 0:
-        out[i] = node >> shift
-        i += 1
-        node = I[v.lnext + node]
+    for j in range(start, start + I[v.mlen + (c << 3)]):
+        node = I[v.pool + j]
+        if node >= 0:
+            out[i] = node >> shift
+            i += 1
     return out
