@@ -20,9 +20,11 @@ tuple of offsets (:func:`views`). Tables are sized by:
   member pool is, dirty marks);
 - ``pool``: the member pool. Each constraint's flows are a contiguous block of node ids
   in the order they joined it (so iteration never depends on memory addresses); a flow
-  that leaves leaves a hole (-1) that iteration skips, and a block is compacted in place,
-  in order, once it has more holes than flows, or moved to a bigger block at the end of
-  the pool when it is full. A re-rate reads a constraint's flows from one run of memory
+  that leaves leaves a hole (-1) that iteration skips. A block is compacted in place, in
+  order, when a departure leaves more than ``MIN_BLOCK`` more holes than flows in it, or
+  when it is full and at most half of it is flows; a full block with more flows moves to
+  one twice its size at the end of the pool, which is packed when its end is reached
+  (:func:`_pack`). A re-rate reads a constraint's flows from one run of memory
   instead of chasing a linked list from flow to flow (a cache miss per flow, one after
   the other: a third of a re-rate's time on a leaf-spine network);
 - ``heap``: the completion heap, entries (time, seq, slot); an entry is valid while its
@@ -44,7 +46,6 @@ from __future__ import annotations
 import math
 from collections import namedtuple
 
-import llvmlite.binding
 import llvmlite.ir
 import numba
 import numpy as np
@@ -113,9 +114,9 @@ F_HEADER = 8
 # Tables: (name, size class, fields). A table is an array of records, one per flow slot,
 # constraint or heap entry; a record's stride is a power of two (so that records do not
 # straddle more cache lines than they must, and an index is a shift). A flow's ints end
-# with three kw-wide columns: the constraint ids it crosses (its sender's upload, its
+# with two kw-wide columns: the constraint ids it crosses (its sender's upload, its
 # receiver's download, then its path's links), then, per (flow, constraint) membership,
-# the next and previous links of that constraint's list.
+# its position in that constraint's block of the member pool.
 F_TABLES = (
     (
         "flowf",
@@ -228,9 +229,11 @@ def _rows(cap: int, kw: int, ccap: int, hcap: int, pcap: int) -> dict[str, int]:
         "path": pcap,
         "pathnode": pcap * kw,
         "work": ccap + kw * cap,
-        # Blocks hold at most 4 times their flows after a packing (see _pack), plus the
-        # block being moved: room for every membership 16 times, never touched unless
-        # used (the array is allocated zeroed, so untouched pages cost no memory).
+        # After a packing the blocks hold at most 4 times the memberships plus MIN_BLOCK a
+        # constraint (see _pack), and the block then moved is under 4 times its flows: so
+        # 8 * kw * cap + MIN_BLOCK * ccap always suffices; twice the first term is
+        # reserved. Never touched unless used (the array is allocated zeroed, so untouched
+        # pages cost no memory).
         "pool": 16 * kw * cap + MIN_BLOCK * ccap,
     }
 
@@ -367,10 +370,6 @@ def grow(
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
-# LLVM names its prefetch by pointer type: opaque pointers (LLVM 15 on) are "p0".
-_OPAQUE_POINTERS = llvmlite.binding.llvm_version_info >= (15,)
-_PREFETCH = "llvm.prefetch.p0" if _OPAQUE_POINTERS else "llvm.prefetch.p0i8"
-
 
 @intrinsic
 def _prefetch(typingctx, array, index):
@@ -384,7 +383,9 @@ def _prefetch(typingctx, array, index):
         address = builder.bitcast(builder.gep(data, [args[1]]), byte)
         i32 = llvmlite.ir.IntType(32)
         kind = llvmlite.ir.FunctionType(llvmlite.ir.VoidType(), [byte, i32, i32, i32])
-        function = cgutils.get_or_insert_function(builder.module, kind, _PREFETCH)
+        # The intrinsic's name carries the pointer type as llvmlite writes it (p0 or p0i8).
+        name = "llvm.prefetch." + byte.intrinsic_name
+        function = cgutils.get_or_insert_function(builder.module, kind, name)
         # read (0), keep in every cache level (3), data (1)
         builder.call(function, [address, i32(0), i32(3), i32(1)])
         return context.get_dummy_value()
@@ -672,7 +673,7 @@ def _unlink(F, I, v, slot, shift):
         while n > 0 and I[v.pool + start + n - 1] < 0:
             n -= 1
         I[v.mlen + (c << 3)] = n
-        if n > 2 * count + MIN_BLOCK:  # more holes than flows: iteration would pay
+        if n > 2 * count + MIN_BLOCK:  # holes outnumber flows: iteration would pay
             _move_block(I, v, c, start)
 
 
