@@ -66,8 +66,9 @@ PROGRESS_AFTER_S = 2.0
 @click.option(
     "--quantum",
     help="Re-rate the network's flows at most once per this interval, e.g. 1ms: faster where "
-    "many flows share busy links (a leaf-spine rollout of 2,000 hosts: 1.4x at 1ms, 2.8x at "
-    "5ms), at the cost of finish times a few percent late (docs/benchmarks.md). "
+    "many flows share busy links (rollout-10k: 2x at 5ms), at the cost of finish times that "
+    "move (there, at 5ms, the last finish 2% later and the median 12% earlier; "
+    "docs/benchmarks.md): check a quantum against an exact run. "
     "Default: exact, or the scenario's [run] quantum.",
 )
 @click.option(
