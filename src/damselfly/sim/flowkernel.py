@@ -794,9 +794,12 @@ def cancel(F, I, slot, now):
 
 @_inline
 def _share_push(F, I, v, n, share, c):
+    """Push (share, c) on the share heap of size n (4-ary: half the depth of a binary
+    heap, and a constraint's entries are compared as (share, c), a total order, so the
+    constraints come out in the same order whatever the heap's shape); returns n + 1."""
     i = n
     while i > 0:
-        parent = (i - 1) >> 1
+        parent = (i - 1) >> 2
         ps = F[v.ws + parent]
         if ps < share or (ps == share and I[v.wc + parent] <= c):
             break
@@ -818,19 +821,23 @@ def _share_pop(F, I, v, n):
     c = I[v.wc + n]
     i = 0
     while True:
-        child = 2 * i + 1
-        if child >= n:
+        first = 4 * i + 1
+        if first >= n:
             break
-        if child + 1 < n:
-            a = F[v.ws + child + 1]
-            b = F[v.ws + child]
-            if a < b or (a == b and I[v.wc + child + 1] < I[v.wc + child]):
-                child += 1
-        cs = F[v.ws + child]
-        if cs < share or (cs == share and I[v.wc + child] < c):
-            F[v.ws + i] = cs
-            I[v.wc + i] = I[v.wc + child]
-            i = child
+        best = first
+        best_share = F[v.ws + first]
+        best_c = I[v.wc + first]
+        last = first + 4 if first + 4 < n else n
+        for child in range(first + 1, last):
+            a = F[v.ws + child]
+            if a < best_share or (a == best_share and I[v.wc + child] < best_c):
+                best = child
+                best_share = a
+                best_c = I[v.wc + child]
+        if best_share < share or (best_share == share and best_c < c):
+            F[v.ws + i] = best_share
+            I[v.wc + i] = best_c
+            i = best
         else:
             break
     F[v.ws + i] = share
