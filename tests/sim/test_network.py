@@ -8,7 +8,7 @@ import networkx as nx
 import pytest
 import simpy
 
-from damselfly.sim.network import Flow, FlowNetwork, FlowState, network_from_graph
+from damselfly.sim.network import Flow, FlowNetwork, FlowState, network_from_graph, run, send
 
 MODES = ["local", "component"]
 
@@ -462,3 +462,49 @@ def test_a_flow_whose_time_left_rounds_into_the_tolerance_completes() -> None:
     env.run()
     assert flow.state == FlowState.DONE
     assert finished == [pytest.approx(0.012582912, abs=2e-9)]  # one instant, within 1 ns
+
+
+def _mixed_events(env: simpy.Environment, trace: list[tuple[float, str]]) -> simpy.Event:
+    """Messages, timeouts and a process at equal and different times; returns an event
+    that a message succeeds at t = 3 with the value "over"."""
+    done = env.event()
+
+    def note(label: str) -> None:
+        trace.append((env.now, label))
+        if label == "m3":
+            done.succeed("over")
+
+    def process() -> object:
+        for k in range(4):
+            trace.append((env.now, f"p{k}"))
+            yield env.timeout(1.0)
+
+    env.process(process())
+    for k, delay in enumerate((1.0, 0.0, 1.0, 3.0, 2.5, 5.0)):
+        send(env, delay, note, f"m{k}")
+    env.timeout(1.0).callbacks.append(lambda _: trace.append((env.now, "t")))
+    return done
+
+
+def test_run_delivers_messages_in_the_order_and_at_the_times_simpy_would() -> None:
+    expected: list[tuple[float, str]] = []
+    env = simpy.Environment()
+    assert env.run(until=_mixed_events(env, expected)) == "over"
+    trace: list[tuple[float, str]] = []
+    env = simpy.Environment()
+    assert run(env, _mixed_events(env, trace)) == "over"
+    assert trace == expected
+    assert env.now == 3.0 and len(trace) == 10  # the message at 5 s is still queued
+    assert run(env, env.timeout(10.0, value="later")) == "later"
+    assert env.now == 13.0 and trace[-1] == (5.0, "m5")
+
+
+def test_run_with_nothing_left_to_trigger_its_event_says_so() -> None:
+    env = simpy.Environment()
+    send(env, 1.0, lambda: None)
+    with pytest.raises(RuntimeError, match="until"):
+        run(env, env.event())
+    assert env.now == 1.0
+    finished = env.timeout(0.5, value=7)
+    env.run()
+    assert run(env, finished) == 7  # an event already processed gives its value

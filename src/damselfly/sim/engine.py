@@ -78,7 +78,7 @@ from damselfly.scheduling import (
     piece_length,
     task_id,
 )
-from damselfly.sim.network import Flow, FlowNetwork, network_from_graph, send
+from damselfly.sim.network import Flow, FlowNetwork, network_from_graph, run, send
 from damselfly.sim.workload import Content, Workload
 
 __all__ = ["SimOptions", "Simulation", "simulate"]
@@ -786,7 +786,7 @@ class Simulation:
             self.counters["corrupt_pieces"] += 1
             self._request_failed(peer, piece, parent_id)
             return
-        now = self.env.now
+        now = self.env._now  # the `now` property's getter runs interpreted
         planner = peer.planner
         peer.last_progress = now
         have = peer.have
@@ -845,7 +845,7 @@ class Simulation:
         peer.reports = []
         scheduler = self.scheduler
         peer_id = peer.peer_id
-        self._call(peer.host, lambda: scheduler.pieces_finished(self.env.now, peer_id, batch))
+        self._call(peer.host, lambda: scheduler.pieces_finished(self.env._now, peer_id, batch))
 
     def _request_failed(self, peer: SimPeer, piece: int, parent_id: str) -> None:
         self._offer_failed(parent_id, piece)
@@ -1051,7 +1051,7 @@ class Simulation:
         gc.freeze()
         gc.set_threshold(max(thresholds[0], 50_000), *thresholds[1:])
         try:
-            env.run(until=env.any_of([self.done_event, env.timeout(horizon)]))
+            run(env, env.any_of([self.done_event, env.timeout(horizon)]))
         finally:
             gc.set_threshold(*thresholds)
             gc.unfreeze()

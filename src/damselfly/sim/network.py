@@ -72,6 +72,10 @@ network moves the environment's clock to the completion's time (``env._now``, as
 timeout that nothing else could precede. Events at the same time as the next scheduled
 one keep simpy's order (the look-ahead stops short of it).
 
+:func:`run` runs an environment as ``env.run(until=...)`` does, delivering the messages
+itself and handing every other event to ``env.step()``: the same events in the same order,
+without simpy's interpreted loop around each message.
+
 Implementation: flows, constraints and the heap are arrays in
 :mod:`damselfly.sim.flowkernel`, compiled with numba; this module keeps the API, a
 :class:`Flow` handle per flow (its fields are read from the arrays while it is live) and the
@@ -86,15 +90,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Hashable, Iterable
+from heapq import heappop, heappush
 from typing import Any, Final
 
 import numpy as np
 import simpy
+from simpy.core import StopSimulation
 from simpy.events import NORMAL
 
 from damselfly.sim import flowkernel as kernel
 
-__all__ = ["Flow", "FlowNetwork", "FlowState", "warm_up"]
+__all__ = ["Flow", "FlowNetwork", "FlowState", "run", "send", "warm_up"]
 
 _INF = math.inf
 # Initial room; every array doubles when full.
@@ -143,8 +149,47 @@ def _deliver(message: Message) -> None:
 
 def send(env: simpy.Environment, delay: float, fn: Callable[..., None], *args: Any) -> None:
     """Call ``fn(*args)`` ``delay`` seconds from now (0 if negative), as a :class:`Message`
-    in ``env``'s queue."""
-    env.schedule(Message(fn, args), NORMAL, delay if delay > 0.0 else 0.0)  # type: ignore[arg-type]
+    in ``env``'s queue.
+
+    What ``env.schedule`` does, written out: ``schedule`` runs interpreted even in the
+    compiled build, and a run sends a message or more per piece."""
+    queue: list[Any] = env._queue  # of (time, priority, event id, event)
+    heappush(
+        queue,
+        (env._now + (delay if delay > 0.0 else 0.0), NORMAL, next(env._eid), Message(fn, args)),
+    )
+
+
+def run(env: simpy.Environment, until: simpy.Event) -> Any:
+    """``env.run(until=until)``, with the messages of :func:`send` delivered by this loop.
+
+    Every other event goes through ``env.step()``, and every event comes off the same
+    queue in the same order, so nothing changes but the cost: simpy's ``run`` and ``step``
+    run interpreted even in the compiled build, at a message or more per piece. A message
+    needs none of ``step``'s work (its one callback is :func:`_deliver`, and it never
+    fails), so it is popped and delivered here. An environment of another type (the
+    real-time one paces its steps) runs through its own ``run``.
+    """
+    if type(env) is not simpy.Environment:
+        return env.run(until=until)
+    if until.callbacks is None:
+        return until.value  # already processed
+    until.callbacks.append(StopSimulation.callback)
+    queue: list[Any] = env._queue
+    try:
+        while queue:
+            entry = queue[0]
+            event = entry[3]
+            if type(event) is Message:
+                heappop(queue)
+                env._now = entry[0]
+                event.callbacks = None
+                event.fn(*event.args)
+            else:
+                env.step()
+    except StopSimulation as stop:
+        return stop.args[0]
+    raise RuntimeError(f'No scheduled events left but "until" event was not triggered: {until}')
 
 
 # One callbacks tuple shared by every message (``step`` replaces an event's callbacks with
@@ -477,7 +522,7 @@ class FlowNetwork:
             raise ValueError("a flow needs two different hosts")
         index = self._pair_route.get(src << 32 | dst)
         found = self._lookup(src, dst) if index is None else self._routes[index]
-        now = self.env.now
+        now = self.env._now
         when = now + (found[1] if first_byte_delay is None else first_byte_delay)
         size = float(size)
         slot = kernel.start(self._F, self._I, src, dst, size, now, when, found[2])
@@ -513,13 +558,14 @@ class FlowNetwork:
     def _arm(self, when: float) -> None:
         self._timer_at = when
         self._timer_generation += 1
-        send(self.env, when - self.env.now, self._on_timer, self._timer_generation)
+        send(self.env, when - self.env._now, self._on_timer, self._timer_generation)
 
     def _on_timer(self, generation: int) -> None:
         if generation != self._timer_generation:
             return  # a stale timer (an earlier one was armed since)
         env = self.env
-        now = env.now
+        now = env._now
+        queue = env._queue
         # While processing, pretend a timer is armed for now: requests made by callbacks
         # for now or later arm nothing (the loop below covers them).
         self._timer_at = now
@@ -528,7 +574,9 @@ class FlowNetwork:
         done = FlowState.DONE
         forward = self._forward
         while True:
-            slot, when, activated_at = advance(self._F, self._I, now, env.peek(), forward)
+            # The environment's next event (``env.peek()``, without its interpreted frame).
+            upcoming = queue[0][0] if queue else _INF
+            slot, when, activated_at = advance(self._F, self._I, now, upcoming, forward)
             if slot < 0:
                 break
             if when != now:
