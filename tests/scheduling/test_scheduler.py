@@ -644,10 +644,10 @@ def test_the_cycle_walks_of_one_decision_may_share_what_they_learn() -> None:
     rng = Random(7)
     peers = list(scheduler.peers.values())
     for child in peers:
-        known: dict = {}  # type: ignore[type-arg]
+        memo = scheduler._new_stamp()
         for parent in rng.sample(peers, len(peers)):
             expected = parent is child or _is_ancestor(parent, child)
-            ahead = scheduler._ahead_of(parent, child, known)
+            ahead = scheduler._ahead_of(parent, child, memo)
             assert (ahead is None) == expected
             # The same peers to move as a walk that knows nothing (their sequence is the
             # order's business: _move_ahead sorts them).

@@ -202,6 +202,13 @@ class Peer:
     # Scheduler while its parent graph is acyclic; see Scheduler._ahead_of).
     order: int = 0
     piece_costs: PieceCosts = field(default_factory=lambda: PieceCosts(), repr=False)
+    # The Scheduler's own bookkeeping: ``parents``' values as a tuple (cheaper to walk),
+    # and what its cycle walks mark (see Scheduler._ahead_of).
+    parent_peers: tuple[Peer, ...] = field(default=(), init=False, repr=False)
+    walk_stamp: int = field(default=0, init=False, repr=False)
+    walk_via: Peer | None = field(default=None, init=False, repr=False)
+    memo_stamp: int = field(default=0, init=False, repr=False)
+    memo_below: bool = field(default=False, init=False, repr=False)
 
     def apply(self, event: PeerEvent) -> PeerState:
         """Move the state machine; raises InvalidTransitionError and changes nothing if illegal."""

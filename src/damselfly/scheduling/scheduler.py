@@ -180,6 +180,8 @@ class Scheduler:
         self._first_order = 0
         # How many times a task's order ran out of room and was renumbered.
         self.order_spreads = 0
+        # Stamps of the cycle walks and of their memos (see _ahead_of): never reused.
+        self._stamp = 0
 
     # -- lookups -----------------------------------------------------------------------
 
@@ -885,14 +887,14 @@ class Scheduler:
         # through another, so the checks do not depend on each other either). The walks
         # of one decision share what they learn (see _ahead_of): an edge into the peer
         # changes no peer's descendants.
-        known: dict[Peer, bool] = {}
+        memo = self._new_stamp()
         for parent in evaluator.rank(candidates, peer, now, self.rng):
             # Two candidates may share a host (two downloads of one task there): that host's
             # slots count once per edge, so check again as edges are added.
             parent_host = parent.host
             if parent_host.upload_edges >= parent_host.upload_slots:
                 continue
-            ahead = self._edge_ahead(parent, peer, known)
+            ahead = self._edge_ahead(parent, peer, memo)
             if ahead is None:
                 continue
             self._link(parent, peer, ahead)
@@ -906,19 +908,18 @@ class Scheduler:
         self._refresh_pool(peer)
         return tuple(parent.id for parent in chosen)
 
-    def _edge_ahead(
-        self, parent: Peer, child: Peer, known: dict[Peer, bool] | None = None
-    ) -> list[Peer] | None:
+    def _new_stamp(self) -> int:
+        self._stamp += 1
+        return self._stamp
+
+    def _edge_ahead(self, parent: Peer, child: Peer, memo: int = 0) -> list[Peer] | None:
         """:meth:`_ahead_of` while the graph is kept acyclic; with the config's ``acyclic``
         off, every edge is allowed and nothing moves (the order is not kept)."""
         if not self.config.acyclic:
             return []
-        return self._ahead_of(parent, child, known)
+        return self._ahead_of(parent, child, memo)
 
-    @classmethod
-    def _ahead_of(
-        cls, parent: Peer, child: Peer, known: dict[Peer, bool] | None = None
-    ) -> list[Peer] | None:
+    def _ahead_of(self, parent: Peer, child: Peer, memo: int = 0) -> list[Peer] | None:
         """None if the edge ``parent`` -> ``child`` would close a cycle; otherwise the peers
         that must move in front of ``child`` when it is added (see :meth:`_move_ahead`).
 
@@ -929,62 +930,75 @@ class Scheduler:
         if not, the walk found exactly the peers to move. Walking up is cheap: a peer has a
         few parents, where it may have dozens of children.
 
-        ``known`` carries what earlier walks for the same ``child`` learnt: True for a peer
-        below ``child`` (every peer on a path that met it), False for one that is not (every
-        peer a walk without a meeting visited). Meeting a True peer is a cycle at once; a
-        False one has no ``child`` above it, so the walk need not climb past it, unless
-        the answer is no cycle and its ancestors must move too: then it walks again in full.
+        ``memo`` (a stamp from :meth:`_new_stamp`, 0 for none) lets the walks of one
+        decision, all for the same ``child``, share what they learn: a peer whose
+        ``memo_stamp`` is ``memo`` is below ``child`` if its ``memo_below`` is True (every
+        peer on a path that met it), and not if False (every peer a walk without a meeting
+        visited). Meeting a True peer is a cycle at once; a False one has no ``child``
+        above it, so the walk need not climb past it, unless the answer is no cycle and its
+        ancestors must move too: then it walks again in full.
+
+        The walks mark the peers they reach with a stamp of their own and the peer they came
+        from (``walk_stamp``, ``walk_via``), rather than fill a set and a dict: a walk in a
+        swarm of thousands reaches dozens of peers, and the checks run for most candidates
+        of every decision. ``walk_via`` is cleared once the walk is over, so no peer keeps
+        another alive.
         """
         if parent is child:
             return None
         floor = child.order
         if parent.order < floor:
             return []
-        if known is None:
-            return cls._climb(parent, child, floor)
-        if parent in known:
-            if known[parent]:
+        if not memo:
+            return self._climb(parent, child, floor)
+        if parent.memo_stamp == memo:
+            if parent.memo_below:
                 return None
-            return cls._climb(parent, child, floor)
+            return self._climb(parent, child, floor)
+        stamp = self._new_stamp()
+        parent.walk_stamp = stamp
         ahead = [parent]
-        below = {parent: parent}  # each peer the walk reached -> the peer it came from
         stack = [parent]
         cut = False
         while stack:
             current = stack.pop()
-            for ancestor in current.parents.values():
-                if ancestor is child or known.get(ancestor):
+            for ancestor in current.parent_peers:
+                if ancestor is child or (ancestor.memo_stamp == memo and ancestor.memo_below):
                     # A cycle: everything on the path up from ``parent`` is below ``child``.
-                    node = current
-                    while True:
-                        known[node] = True
-                        if node is parent:
-                            break
-                        node = below[node]
+                    node: Peer | None = current
+                    while node is not None:
+                        node.memo_stamp = memo
+                        node.memo_below = True
+                        node = node.walk_via
+                    for peer in ahead:
+                        peer.walk_via = None
                     return None
-                if ancestor.order >= floor and ancestor not in below:
-                    below[ancestor] = current
+                if ancestor.order >= floor and ancestor.walk_stamp != stamp:
+                    ancestor.walk_stamp = stamp
+                    ancestor.walk_via = current
                     ahead.append(ancestor)
-                    if ancestor in known:
+                    if ancestor.memo_stamp == memo:
                         cut = True  # False: nothing above it is below ``child``
                     else:
                         stack.append(ancestor)
         for peer in ahead:
-            known[peer] = False
-        return cls._climb(parent, child, floor) if cut else ahead
+            peer.walk_via = None
+            peer.memo_stamp = memo
+            peer.memo_below = False
+        return self._climb(parent, child, floor) if cut else ahead
 
-    @staticmethod
-    def _climb(parent: Peer, child: Peer, floor: int) -> list[Peer] | None:
+    def _climb(self, parent: Peer, child: Peer, floor: int) -> list[Peer] | None:
         """The plain walk of :meth:`_ahead_of`, with nothing known beforehand."""
+        stamp = self._new_stamp()
+        parent.walk_stamp = stamp
         ahead = [parent]
-        seen = {parent}
         stack = [parent]
         while stack:
-            for ancestor in stack.pop().parents.values():
+            for ancestor in stack.pop().parent_peers:
                 if ancestor is child:
                     return None
-                if ancestor.order >= floor and ancestor not in seen:
-                    seen.add(ancestor)
+                if ancestor.order >= floor and ancestor.walk_stamp != stamp:
+                    ancestor.walk_stamp = stamp
                     ahead.append(ancestor)
                     stack.append(ancestor)
         return ahead
@@ -994,6 +1008,7 @@ class Scheduler:
     def _link(self, parent: Peer, child: Peer, ahead: list[Peer]) -> None:
         """Add the edge; ``ahead`` is what :meth:`_ahead_of` returned for it."""
         child.parents[parent.id] = parent
+        child.parent_peers = tuple(child.parents.values())
         parent.children[child.id] = child
         parent.host.upload_edges += 1
         if ahead:
@@ -1020,7 +1035,7 @@ class Scheduler:
                 (
                     above.order
                     for peer in ahead
-                    for above in peer.parents.values()
+                    for above in peer.parent_peers
                     if above.order < ceiling
                 ),
                 default=ceiling - spacing,
@@ -1058,6 +1073,7 @@ class Scheduler:
 
     def _unlink(self, parent: Peer, child: Peer) -> None:
         del child.parents[parent.id]
+        child.parent_peers = tuple(child.parents.values())
         del parent.children[child.id]
         parent.host.upload_edges -= 1
         self._refresh_pool(child)
