@@ -508,3 +508,18 @@ def test_run_with_nothing_left_to_trigger_its_event_says_so() -> None:
     finished = env.timeout(0.5, value=7)
     env.run()
     assert run(env, finished) == 7  # an event already processed gives its value
+
+
+def test_a_kept_route_starts_the_same_flow_as_a_looked_up_one() -> None:
+    env, net, links = make_network("local", [(1e3, 1e3)] * 3, {"L": 30.0})
+    routes(net, {(0, 2): ((links["L"],), 0.5), (1, 2): ((), 0.125)})
+    kept = net.route(0, 2)
+    assert kept[:2] == ((links["L"],), 0.5)
+    assert net.route(1, 2)[:2] == ((), 0.125)
+    done: list[tuple[int, float]] = []
+    a = net.start(0, 2, 60.0, lambda f: done.append((f.flow_id, env.now)), route=kept)
+    b = net.start(0, 2, 60.0, lambda f: done.append((f.flow_id, env.now)))
+    assert rates_at(env, 1.0, [a, b]) == [15.0, 15.0]  # both cross L, both after 0.5 s
+    env.run()
+    assert done == [(a.flow_id, pytest.approx(4.5)), (b.flow_id, pytest.approx(4.5))]
+    assert net.carried_bytes[links["L"]] == 120.0

@@ -227,6 +227,7 @@ class SimPeer:
         "host",
         "last_progress",
         "length",
+        "links",
         "offer",
         "parent_bits",
         "parents",
@@ -275,6 +276,10 @@ class SimPeer:
         self.parent_bits: dict[str, Bitfield] = {}
         self.children: dict[str, SimPeer] = {}
         self.flows: dict[tuple[int, str], Flow | None] = {}  # None: queued at the parent
+        # Per parent id, while downloading: the parent's host, the first byte's delay (a
+        # round trip) and the network's route from it, looked up once rather than per piece
+        # (a swarm's host pairs number in the millions).
+        self.links: dict[str, tuple[SimHost, float, tuple[tuple[int, ...], float, int]]] = {}
         self.state = WAITING
         self.last_progress = 0.0
         self.registered = False
@@ -661,6 +666,7 @@ class Simulation:
             on_done = self._piece_done
             me = peer.host.index
             parents = peer.parents
+            links = peer.links
             flows = peer.flows
             limit = self.options.upload_concurrency
             length = peer.length
@@ -668,7 +674,13 @@ class Simulation:
             for request in requests:
                 parent_id = request.parent_id
                 parent = parents[parent_id]
-                parent_host = parent if isinstance(parent, SimHost) else parent.host
+                link = links.get(parent_id)
+                if link is None:
+                    parent_host = parent if isinstance(parent, SimHost) else parent.host
+                    index = parent_host.index
+                    link = (parent_host, 2.0 * latency(me, index), network.route(index, me))
+                    links[parent_id] = link
+                parent_host = link[0]
                 piece = request.piece
                 if parent_host.crashed:
                     self._later(
@@ -694,7 +706,8 @@ class Simulation:
                     size,
                     on_done,
                     (peer, piece, parent_id, parent_host),
-                    first_byte_delay=2.0 * latency(me, parent_host.index),
+                    first_byte_delay=link[1],
+                    route=link[2],
                 )
                 flows[(piece, parent_id)] = flow
                 parent_host.uploads[flow.flow_id] = flow
@@ -887,6 +900,7 @@ class Simulation:
         self._peer_over(peer)
 
     def _peer_over(self, peer: SimPeer) -> None:
+        peer.links = {}
         if peer.host.kind == "normal" and peer.content.url in self.contents:
             self.unfinished -= 1
             if self.unfinished == 0 and not self.done_event.triggered:

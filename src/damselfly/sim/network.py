@@ -488,6 +488,13 @@ class FlowNetwork:
         found = self._lookup(src, dst) if index is None else self._routes[index]
         return found[0], found[1]
 
+    def route(self, src: int, dst: int) -> tuple[tuple[int, ...], float, int]:
+        """The route from host ``src`` to ``dst`` (its link constraints, its one-way latency
+        and the kernel's path id), for :meth:`start`'s ``route``: a caller that starts many
+        flows between the same two hosts keeps it and skips the look-up."""
+        index = self._pair_route.get(src << 32 | dst)
+        return self._lookup(src, dst) if index is None else self._routes[index]
+
     def latency(self, src: int, dst: int) -> float:
         """One-way latency between two hosts (seconds)."""
         index = self._pair_route.get(src << 32 | dst)
@@ -512,16 +519,21 @@ class FlowNetwork:
         tag: Any = None,
         *,
         first_byte_delay: float | None = None,
+        route: tuple[tuple[int, ...], float, int] | None = None,
     ) -> Flow:
         """Start a transfer of ``size`` bytes; its bytes flow after the path latency.
 
         ``on_done(flow)`` is called at the exact completion time. ``first_byte_delay``
-        overrides the path latency (seconds). Returns the flow, which can be cancelled.
+        overrides the path latency (seconds). ``route`` is what :meth:`route` returned for
+        ``src`` and ``dst``, if the caller kept it. Returns the flow, which can be cancelled.
         """
         if src == dst:
             raise ValueError("a flow needs two different hosts")
-        index = self._pair_route.get(src << 32 | dst)
-        found = self._lookup(src, dst) if index is None else self._routes[index]
+        if route is not None:
+            found = route
+        else:
+            index = self._pair_route.get(src << 32 | dst)
+            found = self._lookup(src, dst) if index is None else self._routes[index]
         now = self.env._now
         when = now + (found[1] if first_byte_delay is None else first_byte_delay)
         size = float(size)
