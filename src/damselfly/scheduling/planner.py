@@ -140,8 +140,8 @@ class PiecePlanner:
 
     # -- planning ---------------------------------------------------------------------
 
-    def plan(self, have: Bitfield, parents: Mapping[str, Bitfield]) -> list[PieceRequest]:
-        """The next requests, given the pieces held and each parent's bitfield.
+    def plan(self, have: Bitfield, parents: dict[str, Bitfield]) -> list[PieceRequest]:
+        """The next requests, given the pieces held and each parent's bitfield (by id).
 
         Returns an empty list when the peer is at its in-flight limit or no free parent has
         a piece it lacks. Raises InvalidValueError when a bitfield has the wrong size.
@@ -158,17 +158,21 @@ class PiecePlanner:
             return []
         per_parent = self._per_parent
         cap = config.max_per_parent
-        holders: list[tuple[str, int]] = []
+        holders: list[tuple[str, int]] = []  # parents with a piece the peer lacks
+        free: list[tuple[str, int]] = []  # those of them below their request limit
         for parent_id, field in parents.items():
             if field.size != size:
                 raise InvalidValueError(
                     f"parent {parent_id!r} has a bitfield of {field.size} pieces"
                 )
-            if field.bits & missing:
-                holders.append((parent_id, field.bits))
+            bits = field.bits
+            if bits & missing:
+                holder = (parent_id, bits)
+                holders.append(holder)
+                if per_parent.get(parent_id, 0) < cap:
+                    free.append(holder)
         if not holders:
             return []
-        free = [(pid, bits) for pid, bits in holders if per_parent.get(pid, 0) < cap]
         # Counted only once a piece is wanted: many calls end before that (a child woken by
         # a parent's new piece that it has already asked another parent for).
         rarity: list[int] | None = None
@@ -178,7 +182,9 @@ class PiecePlanner:
             available = 0
             for _, bits in free:
                 available |= bits
-            wanted = available & missing & ~self._in_flight_bits & ~skipped
+            wanted = available & missing & ~self._in_flight_bits
+            if skipped:
+                wanted &= ~skipped
             if not wanted:
                 break
             if rarity is None:
@@ -279,8 +285,12 @@ class PiecePlanner:
     # -- outcomes ---------------------------------------------------------------------
 
     def _start(self, piece: int, parent_id: str) -> None:
-        self._in_flight.setdefault(piece, []).append(parent_id)
-        self._in_flight_bits |= 1 << piece
+        asked = self._in_flight.get(piece)
+        if asked is None:
+            self._in_flight[piece] = [parent_id]
+            self._in_flight_bits |= 1 << piece
+        else:
+            asked.append(parent_id)  # an endgame duplicate
         self._per_parent[parent_id] = self._per_parent.get(parent_id, 0) + 1
         self._requests += 1
 
@@ -297,7 +307,7 @@ class PiecePlanner:
             del self._per_parent[parent_id]
         if not asked:
             del self._in_flight[piece]
-            self._in_flight_bits &= ~(1 << piece)
+            self._in_flight_bits ^= 1 << piece  # set while the piece is in _in_flight
         return True
 
     def _check(self, piece: int) -> None:
