@@ -177,7 +177,7 @@ class SchedulerMachine(RuleBasedStateMachine):
             assert peer.finished.count == peer.finished.bits.bit_count()
             assert peer.finished.size == peer.task.piece_count
             assert not set(peer.parents) & peer.blocked
-            assert peer.parent_peers == tuple(peer.parents.values()), "the walks' copy"
+            assert peer.parent_peers == list(peer.parents.values()), "the walks' copy"
             assert peer.walk_via is None, "a cycle walk left a reference behind"
             for parent in peer.parents.values():
                 assert parent.children[peer.id] is peer

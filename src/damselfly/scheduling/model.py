@@ -202,9 +202,10 @@ class Peer:
     # Scheduler while its parent graph is acyclic; see Scheduler._ahead_of).
     order: int = 0
     piece_costs: PieceCosts = field(default_factory=lambda: PieceCosts(), repr=False)
-    # The Scheduler's own bookkeeping: ``parents``' values as a tuple (cheaper to walk),
+    # The Scheduler's own bookkeeping: ``parents``' values in a list, in the same order
+    # (cheaper to walk; kept in place, so an edge allocates nothing the collector tracks),
     # and what its cycle walks mark (see Scheduler._ahead_of).
-    parent_peers: tuple[Peer, ...] = field(default=(), init=False, repr=False)
+    parent_peers: list[Peer] = field(default_factory=list, init=False, repr=False)
     walk_stamp: int = field(default=0, init=False, repr=False)
     walk_via: Peer | None = field(default=None, init=False, repr=False)
     memo_stamp: int = field(default=0, init=False, repr=False)

@@ -1007,8 +1007,9 @@ class Scheduler:
 
     def _link(self, parent: Peer, child: Peer, ahead: list[Peer]) -> None:
         """Add the edge; ``ahead`` is what :meth:`_ahead_of` returned for it."""
+        if parent.id not in child.parents:
+            child.parent_peers.append(parent)
         child.parents[parent.id] = parent
-        child.parent_peers = tuple(child.parents.values())
         parent.children[child.id] = child
         parent.host.upload_edges += 1
         if ahead:
@@ -1073,7 +1074,7 @@ class Scheduler:
 
     def _unlink(self, parent: Peer, child: Peer) -> None:
         del child.parents[parent.id]
-        child.parent_peers = tuple(child.parents.values())
+        child.parent_peers.remove(parent)
         del parent.children[child.id]
         parent.host.upload_edges -= 1
         self._refresh_pool(child)
