@@ -519,7 +519,14 @@ def test_a_kept_route_starts_the_same_flow_as_a_looked_up_one() -> None:
     done: list[tuple[int, float]] = []
     a = net.start(0, 2, 60.0, lambda f: done.append((f.flow_id, env.now)), route=kept)
     b = net.start(0, 2, 60.0, lambda f: done.append((f.flow_id, env.now)))
+    # The route given is the one used: this flow from host 0 takes host 1's route (no link,
+    # an eighth of a second), so it finishes alone before the others start.
+    c = net.start(0, 2, 60.0, lambda f: done.append((f.flow_id, env.now)), route=net.route(1, 2))
     assert rates_at(env, 1.0, [a, b]) == [15.0, 15.0]  # both cross L, both after 0.5 s
     env.run()
-    assert done == [(a.flow_id, pytest.approx(4.5)), (b.flow_id, pytest.approx(4.5))]
+    assert done == [
+        (c.flow_id, pytest.approx(0.125 + 60.0 / 1e3)),
+        (a.flow_id, pytest.approx(4.5)),
+        (b.flow_id, pytest.approx(4.5)),
+    ]
     assert net.carried_bytes[links["L"]] == 120.0

@@ -79,6 +79,7 @@ def test_swarms_obey_physics_and_conserve_bytes(seeds: int, seed: int) -> None:
     assert totals["bytes_received"] == pytest.approx(received, rel=1e-6)  # partial bytes: ints
     for peer in sim.peers.values():
         assert peer.have.count == peer.piece_count
+        assert not peer.links, "a peer that is over keeps no routes"
     # Every finished peer received at least the content; the excess is waste.
     useful = (
         sum(

@@ -95,7 +95,7 @@ from typing import Any, Final
 
 import numpy as np
 import simpy
-from simpy.core import StopSimulation
+from simpy.core import EmptySchedule, StopSimulation
 from simpy.events import NORMAL
 
 from damselfly.sim import flowkernel as kernel
@@ -127,10 +127,11 @@ class Message:
     decision reaching a host, a timer) are these, not simpy ``Timeout`` events with a
     closure appended to their callbacks: millions of them per run made that a measurable
     share of the run (a ``Timeout``'s ``__init__`` runs interpreted even in the compiled
-    build). A message goes into the same queue through ``Environment.schedule`` at the
-    time and priority the timeout would have had, and draws its event id from the same
-    counter, so events keep exactly their order. It is never yielded on or waited for, and
-    it never fails (``_ok``), which is all ``step`` checks.
+    build). :func:`send` puts a message into the environment's queue as
+    ``Environment.schedule`` would, at the time and priority the timeout would have had,
+    with an event id from the same counter, so events keep exactly their order. It is never
+    yielded on or waited for, and it never fails (``_ok``), which is all ``step`` checks:
+    ``step`` delivers it if called, and :func:`run` delivers it without ``step``.
     """
 
     __slots__ = ("args", "callbacks", "fn")
@@ -161,20 +162,25 @@ def send(env: simpy.Environment, delay: float, fn: Callable[..., None], *args: A
 
 
 def run(env: simpy.Environment, until: simpy.Event) -> Any:
-    """``env.run(until=until)``, with the messages of :func:`send` delivered by this loop.
+    """``env.run(until=until)`` for an event ``until``, with the messages of :func:`send`
+    delivered by this loop.
 
     Every other event goes through ``env.step()``, and every event comes off the same
     queue in the same order, so nothing changes but the cost: simpy's ``run`` and ``step``
     run interpreted even in the compiled build, at a message or more per piece. A message
     needs none of ``step``'s work (its one callback is :func:`_deliver`, and it never
-    fails), so it is popped and delivered here. An environment of another type (the
-    real-time one paces its steps) runs through its own ``run``.
+    fails), so it is popped and delivered here; a ``step`` patched to watch events sees
+    the other events only. An environment of another type (the real-time one paces its
+    steps) runs through its own ``run``.
     """
     if type(env) is not simpy.Environment:
         return env.run(until=until)
-    if until.callbacks is None:
+    # Read untyped: simpy declares a list, but a processed event's callbacks are None,
+    # and the compiled build would check the declared type.
+    callbacks: Any = until.callbacks
+    if callbacks is None:
         return until.value  # already processed
-    until.callbacks.append(StopSimulation.callback)
+    callbacks.append(StopSimulation.callback)
     queue: list[Any] = env._queue
     try:
         while queue:
@@ -189,6 +195,8 @@ def run(env: simpy.Environment, until: simpy.Event) -> Any:
                 env.step()
     except StopSimulation as stop:
         return stop.args[0]
+    except EmptySchedule:
+        pass  # from a callback's own step: as simpy's run, the error below
     raise RuntimeError(f'No scheduled events left but "until" event was not triggered: {until}')
 
 
@@ -491,7 +499,8 @@ class FlowNetwork:
     def route(self, src: int, dst: int) -> tuple[tuple[int, ...], float, int]:
         """The route from host ``src`` to ``dst`` (its link constraints, its one-way latency
         and the kernel's path id), for :meth:`start`'s ``route``: a caller that starts many
-        flows between the same two hosts keeps it and skips the look-up."""
+        flows between the same two hosts keeps it and skips the look-up. A kept route is
+        valid until :meth:`set_path_function` is called again."""
         index = self._pair_route.get(src << 32 | dst)
         return self._lookup(src, dst) if index is None else self._routes[index]
 
