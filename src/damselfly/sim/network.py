@@ -175,9 +175,10 @@ def run(env: simpy.Environment, until: simpy.Event) -> Any:
     """
     if type(env) is not simpy.Environment:
         return env.run(until=until)
-    # Read untyped: simpy declares a list, but a processed event's callbacks are None,
-    # and the compiled build would check the declared type.
-    callbacks: Any = until.callbacks
+    # Read through an untyped name: simpy declares a list, but a processed event's
+    # callbacks are None, and the compiled build checks a typed read against its type.
+    event: Any = until
+    callbacks = event.callbacks
     if callbacks is None:
         return until.value  # already processed
     callbacks.append(StopSimulation.callback)
@@ -185,12 +186,12 @@ def run(env: simpy.Environment, until: simpy.Event) -> Any:
     try:
         while queue:
             entry = queue[0]
-            event = entry[3]
-            if type(event) is Message:
+            head = entry[3]
+            if type(head) is Message:
                 heappop(queue)
                 env._now = entry[0]
-                event.callbacks = None
-                event.fn(*event.args)
+                head.callbacks = None
+                head.fn(*head.args)
             else:
                 env.step()
     except StopSimulation as stop:
