@@ -78,10 +78,13 @@ def _extensions() -> list[object]:
     _check_toolchain()
     from mypyc.build import mypycify
 
-    # The build environment holds only the build requirements: the other libraries are
-    # unknown to mypy there (their values are plain Python objects to the compiled code),
-    # and only the compiled modules are checked.
+    # The other libraries are unknown to mypy here (their values are plain Python objects
+    # to the compiled code), and only the compiled modules are checked. The build
+    # environment holds only the build requirements, but mypy would still find libraries
+    # installed where pip runs (a re-install), and the compiled code would then check
+    # their declared types at run time: --no-site-packages makes every build the same.
     flags = [
+        "--no-site-packages",
         "--ignore-missing-imports",
         "--follow-imports=silent",
         "--no-warn-unused-configs",
