@@ -493,8 +493,7 @@ class FlowNetwork:
 
     def path(self, src: int, dst: int) -> tuple[tuple[int, ...], float]:
         """The link constraints and the one-way latency from host ``src`` to ``dst``."""
-        index = self._pair_route.get(src << 32 | dst)
-        found = self._lookup(src, dst) if index is None else self._routes[index]
+        found = self.route(src, dst)
         return found[0], found[1]
 
     def route(self, src: int, dst: int) -> tuple[tuple[int, ...], float, int]:
@@ -507,8 +506,7 @@ class FlowNetwork:
 
     def latency(self, src: int, dst: int) -> float:
         """One-way latency between two hosts (seconds)."""
-        index = self._pair_route.get(src << 32 | dst)
-        return (self._lookup(src, dst) if index is None else self._routes[index])[1]
+        return self.route(src, dst)[1]
 
     def set_capacity(self, constraint: int, capacity: float) -> None:
         """Change a capacity now (a slow host); the constraint is re-rated."""
@@ -539,11 +537,7 @@ class FlowNetwork:
         """
         if src == dst:
             raise ValueError("a flow needs two different hosts")
-        if route is not None:
-            found = route
-        else:
-            index = self._pair_route.get(src << 32 | dst)
-            found = self._lookup(src, dst) if index is None else self._routes[index]
+        found = route if route is not None else self.route(src, dst)
         now = self.env._now
         when = now + (found[1] if first_byte_delay is None else first_byte_delay)
         size = float(size)
