@@ -684,7 +684,7 @@ class Simulation:
                 piece = request.piece
                 if parent_host.crashed:
                     self._later(
-                        2 * latency(me, parent_host.index),
+                        link[1],  # the round trip the request would have taken
                         self._request_failed,
                         peer,
                         piece,
